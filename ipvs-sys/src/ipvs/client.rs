@@ -248,7 +248,7 @@ impl IpvsClient {
             self.buf.clear();
             let mut sent: Vec<usize> = Vec::new();
             let mut idx = start;
-            let first_seq = self.conn.next_seq(0).wrapping_add(0);
+            let first_seq = self.conn.peek_seq();
             let mut seq = first_seq;
             let mut window_results: Vec<Option<Result<(), Error>>> = Vec::new();
             while idx < ops.len()
@@ -268,7 +268,8 @@ impl IpvsClient {
                 idx += 1;
             }
             let count = sent.len();
-            self.conn.next_seq(count as u32);
+            let reserved = self.conn.next_seq(count as u32);
+            debug_assert!(count == 0 || reserved == first_seq);
             let verdicts = if count > 0 {
                 let buf = std::mem::take(&mut self.buf);
                 let v = self.conn.pipeline(&buf, first_seq, count);

@@ -270,7 +270,7 @@ impl fmt::Display for Scheduler {
 ///
 /// Equality ignores [`ServiceFlags::HASHED`], which the kernel sets on every
 /// service it holds: a flag set read back equals the one written.
-#[derive(Debug, Clone, Copy, Default, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, Eq)]
 pub struct ServiceFlags(u32);
 
 impl ServiceFlags {
@@ -321,6 +321,13 @@ impl ServiceFlags {
 impl PartialEq for ServiceFlags {
     fn eq(&self, other: &Self) -> bool {
         self.without_hashed().0 == other.without_hashed().0
+    }
+}
+
+impl std::hash::Hash for ServiceFlags {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`, which ignores HASHED.
+        self.without_hashed().0.hash(state);
     }
 }
 

@@ -54,8 +54,9 @@ impl Op {
         }
     }
 
-    /// Checks the op before anything is sent.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    /// Checks what the kernel would reject with a bare EINVAL, so the error
+    /// can say what is wrong. [`crate::IpvsClient::apply`] calls it.
+    pub fn validate(&self) -> Result<(), Error> {
         match self {
             Self::AddService(s) | Self::UpdateService(s) => s.validate(),
             Self::AddDestination(_, d) | Self::UpdateDestination(_, d) => d.validate(),
@@ -64,8 +65,9 @@ impl Op {
     }
 
     /// Appends the request for this op (asking for an acknowledgement) to
-    /// `buf`; the caller validates first.
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>, family: u16, seq: u32) {
+    /// `buf` as message type `family` (the IPVS generic netlink family id)
+    /// with sequence number `seq`. Call [`Op::validate`] first.
+    pub fn encode(&self, buf: &mut Vec<u8>, family: u16, seq: u32) {
         let command = match self {
             Self::AddService(_) => cmd::NEW_SERVICE,
             Self::UpdateService(_) => cmd::SET_SERVICE,

@@ -97,6 +97,11 @@ impl Connection {
         first
     }
 
+    /// The sequence number the next [`Connection::next_seq`] will return.
+    pub fn peek_seq(&self) -> u32 {
+        self.seq.wrapping_add(1)
+    }
+
     /// How many requests one pipelined `sendmsg` may carry.
     pub fn window_ops(&self) -> usize {
         self.window_ops

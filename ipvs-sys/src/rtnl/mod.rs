@@ -1,1 +1,75 @@
-//! todo
+//! rtnetlink: the dummy link that holds service addresses (`kube-ipvs0`) and
+//! its addresses, with the same typed errors and batching as the IPVS client.
+//! The product never shells out to `ip`.
+
+mod addr;
+mod link;
+
+pub use addr::{AddrOp, Address};
+pub use link::Link;
+
+use crate::error::{DecodeError, Error, Subject};
+use crate::netlink::attr::AttrWriter;
+use crate::netlink::message::{Header, Message, MessageWriter, NLM_F_ACK, NLM_F_REQUEST};
+use crate::netlink::socket::Connection;
+use crate::netlink::transport_error;
+
+/// A connection to the kernel's routing netlink (`NETLINK_ROUTE`).
+pub struct RtnlClient {
+    conn: Connection,
+    buf: Vec<u8>,
+}
+
+impl RtnlClient {
+    /// Opens the socket.
+    pub fn open() -> Result<Self, Error> {
+        let conn = Connection::open(netlink_sys::protocols::NETLINK_ROUTE)
+            .map_err(|e| Error::io("open rtnetlink socket", e))?;
+        Ok(Self {
+            conn,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request with a fixed header `fixed` and attributes from
+    /// `fill`; feeds each reply to `on_reply`.
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        fixed: &[u8],
+        subject: Subject,
+        context: impl FnOnce() -> String,
+        fill: impl FnOnce(&mut AttrWriter<'_>),
+        on_reply: impl FnMut(&Message<'_>) -> Result<(), DecodeError>,
+    ) -> Result<(), Error> {
+        let seq = self.conn.next_seq(1);
+        self.buf.clear();
+        let header = Header {
+            ty,
+            flags: NLM_F_REQUEST | flags,
+            seq,
+        };
+        let mut msg = MessageWriter::begin(&mut self.buf, header);
+        msg.fixed(fixed);
+        fill(&mut msg.attrs());
+        msg.finish();
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.conn.transact(&buf, seq, on_reply);
+        self.buf = buf;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ack)) => Err(Error::from_kernel(
+                ack.errno,
+                subject,
+                context(),
+                ack.message,
+            )),
+            Err(e) => Err(transport_error(&context(), e)),
+        }
+    }
+}
+
+/// `ACK` flag re-exported for the submodules.
+const ACK: u16 = NLM_F_ACK;
