@@ -1,1 +1,23 @@
-fn main() {}
+//! `sluice-bench`: side-by-side benchmarks of Sluice and its peers.
+//!
+//! Each subcommand measures Sluice and the peer on the same work in the same
+//! run, several rounds, and prints min/median and the ratio. See
+//! `BENCHMARKS.md` at the repository root for method and latest numbers.
+
+mod ipvs_sync;
+mod stats;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ipvs-sync") => ipvs_sync::run(&args[1..]),
+        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R]".into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
