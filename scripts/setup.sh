@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sluice needs on a Debian machine.
+# Idempotent: installs only what is missing. Needs root for apt-get.
+set -euo pipefail
+root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+packages=(qemu-system-x86 busybox-static kmod cpio ipvsadm ipset iptables iproute2 conntrack curl ca-certificates python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "setup: missing packages ${missing[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "setup: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo (Rust toolchain) not found" >&2; exit 1; }
+# Fetch the Debian kernel and build the VM's initramfs once (cached).
+"$root/tests/vm/sluice-vm" --prepare
