@@ -11,10 +11,25 @@ use ipvs_sys::{Destination, IpvsClient, Op, Scheduler, Service, ServiceKey};
 
 /// `(virtual address, scheduler, sticky seconds, real servers)`.
 const TABLE: &[(&str, &str, Option<u32>, &[&str])] = &[
-    ("10.96.0.10:53", "rr", None, &["10.244.1.2:53", "10.244.2.2:53"]),
-    ("10.96.0.20:80", "rr", None, &["10.244.1.3:8080", "10.244.1.4:8080", "10.244.2.3:8080"]),
+    (
+        "10.96.0.10:53",
+        "rr",
+        None,
+        &["10.244.1.2:53", "10.244.2.2:53"],
+    ),
+    (
+        "10.96.0.20:80",
+        "rr",
+        None,
+        &["10.244.1.3:8080", "10.244.1.4:8080", "10.244.2.3:8080"],
+    ),
     ("10.96.0.30:443", "sh", Some(10800), &["10.244.2.4:8443"]),
-    ("[fd00:96::40]:80", "wrr", None, &["[fd00:244::5]:8080", "[fd00:244::6]:8080"]),
+    (
+        "[fd00:96::40]:80",
+        "wrr",
+        None,
+        &["[fd00:244::5]:8080", "[fd00:244::6]:8080"],
+    ),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,10 +76,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (s, dests) in ipvs.dump()? {
         println!("  {} {}", s.service.key, s.service.scheduler);
         for d in dests {
-            println!("    -> {} weight {}", d.destination.addr, d.destination.weight);
+            println!(
+                "    -> {} weight {}",
+                d.destination.addr, d.destination.weight
+            );
         }
     }
-    let bound: Vec<IpAddr> = rtnl.link_addresses(link.index)?.iter().map(|a| a.addr).collect();
+    let bound: Vec<IpAddr> = rtnl
+        .link_addresses(link.index)?
+        .iter()
+        .map(|a| a.addr)
+        .collect();
     println!("  addresses on kube-ipvs0: {bound:?}");
     Ok(())
 }

@@ -26,7 +26,9 @@ fn missing_ipvs_is_a_typed_error() {
         eprintln!("SKIPPED: this kernel has IPVS; covered by the VM tier");
         return;
     }
-    let err = IpvsClient::open().err().expect("no IPVS here, open must fail");
+    let err = IpvsClient::open()
+        .err()
+        .expect("no IPVS here, open must fail");
     assert_eq!(err.kind(), ErrorKind::NotAvailable, "{err}");
     assert!(err.to_string().contains("modprobe ip_vs"), "{err}");
 }
@@ -53,7 +55,12 @@ fn ipvsadm_restore(rules: &str) {
         .stdin(std::process::Stdio::piped())
         .spawn()
         .expect("spawn ipvsadm -R");
-    child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "ipvsadm -R failed");
 }
 
@@ -141,7 +148,14 @@ fn list_head(key: &ServiceKey) -> String {
     match key {
         ServiceKey::Inet { protocol, addr } => format!("{protocol} {}", fmt(addr)),
         ServiceKey::FwMark { family, mark } => {
-            format!("FWM {mark}{}", if *family == AddressFamily::Ipv6 { " IPv6" } else { "" })
+            format!(
+                "FWM {mark}{}",
+                if *family == AddressFamily::Ipv6 {
+                    " IPv6"
+                } else {
+                    ""
+                }
+            )
         }
     }
 }
@@ -156,7 +170,9 @@ fn forward_name(f: &Forwarding) -> &'static str {
     }
 }
 
-fn expected_listing(entries: &[ipvsadm::Entry]) -> BTreeSet<(String, String, String, u32, u32, u32)> {
+fn expected_listing(
+    entries: &[ipvsadm::Entry],
+) -> BTreeSet<(String, String, String, u32, u32, u32)> {
     let mut set = BTreeSet::new();
     for (s, dests) in entries {
         for d in dests {
@@ -220,23 +236,40 @@ fn showcase() -> Vec<ipvsadm::Entry> {
             .collect();
         entries.push((Service::new(key, sched.clone()), dests));
     }
-    let mut persistent = Service::new(ServiceKey::tcp(sa("10.11.0.1:443")), Scheduler::RoundRobin).persistent(1800);
+    let mut persistent =
+        Service::new(ServiceKey::tcp(sa("10.11.0.1:443")), Scheduler::RoundRobin).persistent(1800);
     persistent.netmask = Netmask::V4("255.255.255.0".parse().unwrap());
     entries.push((persistent, vec![Destination::masq(sa("10.21.0.1:8443"))]));
-    let mut one_packet = Service::new(ServiceKey::udp(sa("10.11.0.2:53")), Scheduler::WeightedRoundRobin);
+    let mut one_packet = Service::new(
+        ServiceKey::udp(sa("10.11.0.2:53")),
+        Scheduler::WeightedRoundRobin,
+    );
     one_packet.flags |= ServiceFlags::ONE_PACKET;
     entries.push((one_packet, vec![Destination::masq(sa("10.21.0.2:5353"))]));
-    let mut sh = Service::new(ServiceKey::tcp(sa("10.11.0.3:80")), Scheduler::SourceHashing);
+    let mut sh = Service::new(
+        ServiceKey::tcp(sa("10.11.0.3:80")),
+        Scheduler::SourceHashing,
+    );
     sh.flags |= ServiceFlags::SH_FALLBACK | ServiceFlags::SH_PORT;
     entries.push((sh, vec![Destination::masq(sa("10.21.0.3:80"))]));
-    let mut mh = Service::new(ServiceKey::tcp(sa("10.11.0.4:80")), Scheduler::MaglevHashing);
+    let mut mh = Service::new(
+        ServiceKey::tcp(sa("10.11.0.4:80")),
+        Scheduler::MaglevHashing,
+    );
     mh.flags |= ServiceFlags::MH_PORT;
     entries.push((mh, vec![Destination::masq(sa("10.21.0.4:80"))]));
-    let sctp = Service::new(ServiceKey::sctp(sa("10.11.0.5:3868")), Scheduler::RoundRobin);
+    let sctp = Service::new(
+        ServiceKey::sctp(sa("10.11.0.5:3868")),
+        Scheduler::RoundRobin,
+    );
     entries.push((sctp, vec![Destination::masq(sa("10.21.0.5:3868"))]));
     // Forwarding methods and thresholds.
     let fwd_key = ServiceKey::tcp(sa("10.11.0.6:80"));
-    let checks = [TunnelChecksum::None, TunnelChecksum::Checksum, TunnelChecksum::Remote];
+    let checks = [
+        TunnelChecksum::None,
+        TunnelChecksum::Checksum,
+        TunnelChecksum::Remote,
+    ];
     let mut fwd_dests = vec![
         Destination {
             addr: sa("10.21.6.1:80"),
@@ -272,9 +305,16 @@ fn showcase() -> Vec<ipvsadm::Entry> {
             lower_threshold: 0,
         });
     }
-    entries.push((Service::new(fwd_key, Scheduler::WeightedLeastConnection), fwd_dests));
+    entries.push((
+        Service::new(fwd_key, Scheduler::WeightedLeastConnection),
+        fwd_dests,
+    ));
     // IPv6 service and persistence with a prefix.
-    let mut v6 = Service::new(ServiceKey::tcp(sa("[fd00:10::1]:80")), Scheduler::WeightedRoundRobin).persistent(60);
+    let mut v6 = Service::new(
+        ServiceKey::tcp(sa("[fd00:10::1]:80")),
+        Scheduler::WeightedRoundRobin,
+    )
+    .persistent(60);
     v6.netmask = Netmask::V6(64);
     entries.push((
         v6,
@@ -283,11 +323,17 @@ fn showcase() -> Vec<ipvsadm::Entry> {
             Destination::masq(sa("[fd00:20::2]:8080")).with_weight(5),
         ],
     ));
-    let v6udp = Service::new(ServiceKey::udp(sa("[fd00:10::2]:53")), Scheduler::LeastConnection);
+    let v6udp = Service::new(
+        ServiceKey::udp(sa("[fd00:10::2]:53")),
+        Scheduler::LeastConnection,
+    );
     entries.push((v6udp, vec![Destination::masq(sa("[fd00:20::3]:53"))]));
     // Firewall marks, both families.
     entries.push((
-        Service::new(ServiceKey::fwmark(AddressFamily::Ipv4, 0x4001), Scheduler::RoundRobin),
+        Service::new(
+            ServiceKey::fwmark(AddressFamily::Ipv4, 0x4001),
+            Scheduler::RoundRobin,
+        ),
         vec![Destination {
             addr: sa("10.21.7.1:0"),
             forwarding: Forwarding::DirectRoute,
@@ -297,7 +343,11 @@ fn showcase() -> Vec<ipvsadm::Entry> {
         }],
     ));
     entries.push((
-        Service::new(ServiceKey::fwmark(AddressFamily::Ipv6, 0x4002), Scheduler::RoundRobin).persistent(30),
+        Service::new(
+            ServiceKey::fwmark(AddressFamily::Ipv6, 0x4002),
+            Scheduler::RoundRobin,
+        )
+        .persistent(30),
         vec![Destination {
             addr: sa("[fd00:21::1]:0"),
             forwarding: Forwarding::DirectRoute,
@@ -319,17 +369,51 @@ fn guest_info_and_timeouts() {
     assert_eq!(info.version.to_string(), "1.2.1");
     let header = sh("ipvsadm", &["-Ln"]);
     assert!(
-        header.starts_with(&format!("IP Virtual Server version {} (size={})", info.version, info.conn_tab_size)),
+        header.starts_with(&format!(
+            "IP Virtual Server version {} (size={})",
+            info.version, info.conn_tab_size
+        )),
         "{header}"
     );
-    c.set_timeouts(&Timeouts { tcp: 901, tcp_fin: 121, udp: 301 }).unwrap();
-    assert_eq!(c.timeouts().unwrap(), Timeouts { tcp: 901, tcp_fin: 121, udp: 301 });
+    c.set_timeouts(&Timeouts {
+        tcp: 901,
+        tcp_fin: 121,
+        udp: 301,
+    })
+    .unwrap();
+    assert_eq!(
+        c.timeouts().unwrap(),
+        Timeouts {
+            tcp: 901,
+            tcp_fin: 121,
+            udp: 301
+        }
+    );
     assert!(sh("ipvsadm", &["-Ln", "--timeout"]).contains("Timeout (tcp tcpfin udp): 901 121 301"));
     // Zero leaves a value unchanged.
-    c.set_timeouts(&Timeouts { tcp: 0, tcp_fin: 0, udp: 99 }).unwrap();
-    assert_eq!(c.timeouts().unwrap(), Timeouts { tcp: 901, tcp_fin: 121, udp: 99 });
+    c.set_timeouts(&Timeouts {
+        tcp: 0,
+        tcp_fin: 0,
+        udp: 99,
+    })
+    .unwrap();
+    assert_eq!(
+        c.timeouts().unwrap(),
+        Timeouts {
+            tcp: 901,
+            tcp_fin: 121,
+            udp: 99
+        }
+    );
     sh("ipvsadm", &["--set", "900", "120", "300"]);
-    assert_eq!(c.timeouts().unwrap(), Timeouts { tcp: 900, tcp_fin: 120, udp: 300 });
+    assert_eq!(
+        c.timeouts().unwrap(),
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300
+        }
+    );
 }
 
 #[test]
@@ -370,7 +454,10 @@ fn guest_local_and_bypass_forwarding_and_updates() {
     apply_all(&mut c, &[(svc.clone(), vec![local, bypass])]);
     assert_eq!(dumped(&mut c), vec![(svc.clone(), vec![local, bypass])]);
     let listing = sh("ipvsadm", &["-Ln"]);
-    assert!(listing.contains("10.22.0.1:80") && listing.contains("Local"), "{listing}");
+    assert!(
+        listing.contains("10.22.0.1:80") && listing.contains("Local"),
+        "{listing}"
+    );
     // Updates: scheduler and persistence; weight and thresholds.
     svc.scheduler = Scheduler::SourceHashing;
     svc = svc.persistent(77);
@@ -408,13 +495,19 @@ fn generated_rules(n: usize) -> Vec<ipvsadm::Entry> {
         let ip: IpAddr = if v6 {
             format!("fd00:96::{:x}", i + 1).parse().unwrap()
         } else {
-            format!("10.96.{}.{}", i / 250, i % 250 + 1).parse().unwrap()
+            format!("10.96.{}.{}", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap()
         };
         let port = 1 + (next() % 65000) as u16;
         let key = match r % 7 {
             0 => ServiceKey::udp(SocketAddr::new(ip, port)),
             1 if i % 3 == 0 => ServiceKey::fwmark(
-                if v6 { AddressFamily::Ipv6 } else { AddressFamily::Ipv4 },
+                if v6 {
+                    AddressFamily::Ipv6
+                } else {
+                    AddressFamily::Ipv4
+                },
                 1000 + i as u32,
             ),
             2 => ServiceKey::sctp(SocketAddr::new(ip, port)),
@@ -438,15 +531,26 @@ fn generated_rules(n: usize) -> Vec<ipvsadm::Entry> {
                 svc.flags |= ServiceFlags::SCHED2;
             }
         }
-        if matches!(key, ServiceKey::Inet { protocol: Protocol::Udp, .. }) && next() % 3 == 0 {
+        if matches!(
+            key,
+            ServiceKey::Inet {
+                protocol: Protocol::Udp,
+                ..
+            }
+        ) && next() % 3 == 0
+        {
             svc.flags |= ServiceFlags::ONE_PACKET;
         }
         let mut dests = Vec::new();
         for j in 0..(next() % 6) {
             let dip: IpAddr = if v6 {
-                format!("fd00:244:{:x}::{:x}", i + 1, j + 1).parse().unwrap()
+                format!("fd00:244:{:x}::{:x}", i + 1, j + 1)
+                    .parse()
+                    .unwrap()
             } else {
-                format!("10.{}.{}.{}", 100 + i / 250, i % 250, j + 1).parse().unwrap()
+                format!("10.{}.{}.{}", 100 + i / 250, i % 250, j + 1)
+                    .parse()
+                    .unwrap()
             };
             let forwarding = match next() % 6 {
                 0 => Forwarding::DirectRoute,
@@ -461,11 +565,21 @@ fn generated_rules(n: usize) -> Vec<ipvsadm::Entry> {
             // services have none), so the generator does too.
             let dport = match key {
                 ServiceKey::FwMark { .. } => 0,
-                ServiceKey::Inet { addr, .. } if forwarding != Forwarding::Masquerade => addr.port(),
+                ServiceKey::Inet { addr, .. } if forwarding != Forwarding::Masquerade => {
+                    addr.port()
+                }
                 ServiceKey::Inet { .. } => 8000 + j as u16,
             };
-            let upper = if next() % 3 == 0 { (next() % 5000) as u32 + 10 } else { 0 };
-            let lower = if upper > 0 && next() % 2 == 0 { upper / 2 } else { 0 };
+            let upper = if next() % 3 == 0 {
+                (next() % 5000) as u32 + 10
+            } else {
+                0
+            };
+            let lower = if upper > 0 && next() % 2 == 0 {
+                upper / 2
+            } else {
+                0
+            };
             dests.push(Destination {
                 addr: SocketAddr::new(dip, dport),
                 forwarding,
@@ -501,24 +615,48 @@ fn guest_typed_errors_disturb_nothing() {
     let missing = ServiceKey::tcp(sa("10.99.99.99:9"));
     let kind = |r: Result<(), Error>| r.expect_err("must fail").kind();
     assert_eq!(kind(c.add_service(&want[0].0)), ErrorKind::Exists);
-    assert_eq!(kind(c.add_destination(&key, &want[0].1[0])), ErrorKind::Exists);
+    assert_eq!(
+        kind(c.add_destination(&key, &want[0].1[0])),
+        ErrorKind::Exists
+    );
     assert_eq!(kind(c.delete_service(&missing)), ErrorKind::NoSuchService);
-    assert_eq!(kind(c.update_service(&Service::new(missing, Scheduler::RoundRobin))), ErrorKind::NoSuchService);
-    assert_eq!(kind(c.add_destination(&missing, &Destination::masq(sa("10.1.1.1:1")))), ErrorKind::NoSuchService);
-    assert_eq!(kind(c.delete_destination(&key, &sa("10.1.1.1:1"))), ErrorKind::NoSuchDestination);
+    assert_eq!(
+        kind(c.update_service(&Service::new(missing, Scheduler::RoundRobin))),
+        ErrorKind::NoSuchService
+    );
+    assert_eq!(
+        kind(c.add_destination(&missing, &Destination::masq(sa("10.1.1.1:1")))),
+        ErrorKind::NoSuchService
+    );
+    assert_eq!(
+        kind(c.delete_destination(&key, &sa("10.1.1.1:1"))),
+        ErrorKind::NoSuchDestination
+    );
     assert_eq!(kind(c.zero(Some(&missing))), ErrorKind::NoSuchService);
     let err = c
         .add_service(&Service::new(missing, "nosuchsched".parse().unwrap()))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownScheduler, "{err}");
-    assert!(err.to_string().contains("add service TCP 10.99.99.99:9"), "{err}");
+    assert!(
+        err.to_string().contains("add service TCP 10.99.99.99:9"),
+        "{err}"
+    );
     // The kernel refuses a masquerading IPv6 real server behind an IPv4 service.
-    let mixed = c.add_destination(&key, &Destination::masq(sa("[fd00::1]:80"))).unwrap_err();
+    let mixed = c
+        .add_destination(&key, &Destination::masq(sa("[fd00::1]:80")))
+        .unwrap_err();
     assert_eq!(mixed.kind(), ErrorKind::InvalidArgument, "{mixed}");
     // Caught before sending: weights beyond the kernel's int.
     let heavy = Destination::masq(sa("10.1.1.2:1")).with_weight(u32::MAX);
-    assert_eq!(kind(c.add_destination(&key, &heavy)), ErrorKind::InvalidArgument);
-    assert_eq!(sh("ipvsadm", &["-Sn"]), before, "failed operations changed nothing");
+    assert_eq!(
+        kind(c.add_destination(&key, &heavy)),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        sh("ipvsadm", &["-Sn"]),
+        before,
+        "failed operations changed nothing"
+    );
     assert_eq!(dumped(&mut c), want);
 
     // A batch with good and bad operations: one verdict each, in order, and
@@ -539,10 +677,19 @@ fn guest_typed_errors_disturb_nothing() {
         .collect();
     assert_eq!(
         kinds,
-        vec![None, Some(ErrorKind::Exists), None, Some(ErrorKind::NoSuchService), None]
+        vec![
+            None,
+            Some(ErrorKind::Exists),
+            None,
+            Some(ErrorKind::NoSuchService),
+            None
+        ]
     );
     let saved = sh("ipvsadm", &["-Sn"]);
-    assert!(saved.contains("-a -u 10.13.0.1:53 -r 10.23.0.2:53 -m -w 1"), "{saved}");
+    assert!(
+        saved.contains("-a -u 10.13.0.1:53 -r 10.23.0.2:53 -m -w 1"),
+        "{saved}"
+    );
 }
 
 #[test]
@@ -587,12 +734,20 @@ fn guest_dummy_link_and_addresses() {
     let link = r.ensure_dummy("kube-ipvs0").unwrap();
     let shown = sh("ip", &["-d", "-o", "link", "show", "kube-ipvs0"]);
     assert!(shown.contains("dummy"), "{shown}");
-    assert!(shown.starts_with(&format!("{}: kube-ipvs0:", link.index)), "{shown}");
+    assert!(
+        shown.starts_with(&format!("{}: kube-ipvs0:", link.index)),
+        "{shown}"
+    );
     // Ensuring again adopts the same link.
     assert_eq!(r.ensure_dummy("kube-ipvs0").unwrap().index, link.index);
 
     let addrs: Vec<Address> = (1..=1000u32)
-        .map(|i| Address::host(link.index, IpAddr::from([10, 96, (i / 250) as u8, (i % 250) as u8 + 1])))
+        .map(|i| {
+            Address::host(
+                link.index,
+                IpAddr::from([10, 96, (i / 250) as u8, (i % 250) as u8 + 1]),
+            )
+        })
         .chain([Address::host(link.index, "fd00:96::1".parse().unwrap())])
         .collect();
     let ops: Vec<AddrOp> = addrs.iter().map(|a| AddrOp::Add(*a)).collect();
@@ -608,18 +763,46 @@ fn guest_dummy_link_and_addresses() {
     assert_eq!(ours, want);
 
     // Typed errors.
-    assert_eq!(r.add_address(addrs[0]).unwrap_err().kind(), ErrorKind::Exists);
+    assert_eq!(
+        r.add_address(addrs[0]).unwrap_err().kind(),
+        ErrorKind::Exists
+    );
     let absent = Address::host(link.index, "10.97.0.1".parse().unwrap());
-    assert_eq!(r.delete_address(absent).unwrap_err().kind(), ErrorKind::NoSuchAddress);
-    sh("ip", &["link", "add", "sluice-veth0", "type", "veth", "peer", "name", "sluice-veth1"]);
-    assert_eq!(r.ensure_dummy("sluice-veth0").unwrap_err().kind(), ErrorKind::Exists);
+    assert_eq!(
+        r.delete_address(absent).unwrap_err().kind(),
+        ErrorKind::NoSuchAddress
+    );
+    sh(
+        "ip",
+        &[
+            "link",
+            "add",
+            "sluice-veth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "sluice-veth1",
+        ],
+    );
+    assert_eq!(
+        r.ensure_dummy("sluice-veth0").unwrap_err().kind(),
+        ErrorKind::Exists
+    );
     assert_eq!(r.link("no-such-link").unwrap(), None);
-    assert_eq!(r.ensure_dummy("this-name-is-too-long").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        r.ensure_dummy("this-name-is-too-long").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 
     // Removal, batched, leaves nothing.
     let ops: Vec<AddrOp> = addrs.iter().map(|a| AddrOp::Delete(*a)).collect();
     assert!(r.apply_addresses(&ops).unwrap().iter().all(Result::is_ok));
-    assert!(sh("ip", &["-o", "addr", "show", "dev", "kube-ipvs0"]).trim().is_empty());
+    assert!(
+        sh("ip", &["-o", "addr", "show", "dev", "kube-ipvs0"])
+            .trim()
+            .is_empty()
+    );
     r.delete_link(link.index).unwrap();
     assert!(r.link("kube-ipvs0").unwrap().is_none());
 }
