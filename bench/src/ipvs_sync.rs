@@ -48,7 +48,8 @@ fn table(services: u32, dests: u32) -> Vec<ipvsadm::Entry> {
             let key = ServiceKey::tcp(SocketAddr::new(IpAddr::V4(vip), 80));
             let ds = (0..dests)
                 .map(|j| {
-                    let ep = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i * dests + j);
+                    let ep =
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i * dests + j);
                     Destination::masq(SocketAddr::new(IpAddr::V4(ep), 8080))
                 })
                 .collect();
@@ -60,7 +61,11 @@ fn table(services: u32, dests: u32) -> Vec<ipvsadm::Entry> {
 fn ipvsadm(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     let mut child = Command::new("ipvsadm")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("ipvsadm: {e}"))?;
@@ -93,7 +98,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         })
         .collect();
     let mut client = IpvsClient::open().map_err(|e| e.to_string())?;
-    let (mut ours_prog, mut ours_dump, mut ours_dump_text) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut ours_prog, mut ours_dump, mut ours_dump_text) =
+        (Samples::default(), Samples::default(), Samples::default());
     let (mut peer_prog, mut peer_dump) = (Samples::default(), Samples::default());
     println!(
         "ipvs-sync: {} services x {} destinations = {objects} objects, {} rounds",
@@ -113,7 +119,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ours_dump.push(t.elapsed());
         let dests: usize = dump.iter().map(|(_, d)| d.len()).sum();
         if dump.len() + dests != objects {
-            return Err(format!("ipvs-sys dumped {} objects, wanted {objects}", dump.len() + dests));
+            return Err(format!(
+                "ipvs-sys dumped {} objects, wanted {objects}",
+                dump.len() + dests
+            ));
         }
         let t = Instant::now();
         let as_config: Vec<ipvsadm::Entry> = client

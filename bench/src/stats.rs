@@ -26,12 +26,18 @@ impl Samples {
     pub fn median(&self) -> Duration {
         let mut v = self.0.clone();
         v.sort();
-        v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or_default()
+        v.get(v.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// `min / median` in seconds, for a table cell.
     pub fn cell(&self) -> String {
-        format!("{:.3} s / {:.3} s", self.min().as_secs_f64(), self.median().as_secs_f64())
+        format!(
+            "{:.3} s / {:.3} s",
+            self.min().as_secs_f64(),
+            self.median().as_secs_f64()
+        )
     }
 }
 

@@ -82,7 +82,7 @@ fn dumped(c: &mut IpvsClient) -> Vec<ipvsadm::Entry> {
             (s.service, dests)
         })
         .collect();
-    out.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    out.sort_by_key(|e| e.0.key);
     out
 }
 
@@ -90,7 +90,7 @@ fn sorted(mut entries: Vec<ipvsadm::Entry>) -> Vec<ipvsadm::Entry> {
     for (_, d) in entries.iter_mut() {
         d.sort_by_key(|d| d.addr);
     }
-    entries.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    entries.sort_by_key(|e| e.0.key);
     entries
 }
 
