@@ -1,8 +1,7 @@
 //! `sluice-proxy`: the per-node IPVS service proxy.
 //!
-//! The service-proxy itself (watchers, planner, reconciler) is tracked in its
-//! own issue; this binary currently reports the kernel's IPVS version so that
-//! packaging and the VM harness have a real program to run.
+//! The service-proxy itself (watchers, planner, reconciler) is being built in
+//! the library; this binary currently reports the kernel's IPVS version.
 
 fn main() -> std::process::ExitCode {
     match ipvs_sys::IpvsClient::open().and_then(|mut c| c.info()) {

@@ -1,0 +1,6 @@
+//! The pure planner: Kubernetes objects + node facts + configuration →
+//! [`DesiredState`]. No I/O; tested without root.
+
+mod desired;
+
+pub use desired::*;
