@@ -6,5 +6,6 @@
 //! kernel and apply the minimal operations (IPVS over netlink, addresses on
 //! `kube-ipvs0`, ipsets and iptables rules in [`netfilter`]).
 
+pub mod config;
 pub mod netfilter;
 pub mod plan;
