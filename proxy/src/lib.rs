@@ -7,5 +7,7 @@
 //! `kube-ipvs0`, ipsets and iptables rules in [`netfilter`]).
 
 pub mod config;
+pub mod model;
 pub mod netfilter;
 pub mod plan;
+pub mod reconcile;
