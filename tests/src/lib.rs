@@ -5,3 +5,5 @@
 
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
+
+pub mod vm;
