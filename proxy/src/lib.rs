@@ -11,3 +11,4 @@ pub mod model;
 pub mod netfilter;
 pub mod plan;
 pub mod reconcile;
+pub mod source;
