@@ -157,7 +157,9 @@ pub fn available_or_skip(what: &str) -> bool {
             )
         }
         Err(reason) => {
-            eprintln!("SKIPPED: {what}: the IPVS VM is unavailable: {reason}");
+            say(&format!(
+                "SKIPPED: {what}: the IPVS VM is unavailable: {reason}"
+            ));
             false
         }
     }
@@ -259,7 +261,8 @@ impl VmRun {
 /// inside the VM, in the caller's working directory, and waits for it.
 ///
 /// Output is captured into the returned [`VmRun`] and, if `opts.echo`,
-/// echoed as it arrives. One VM runs at a time per process. An `Err` means
+/// echoed as it arrives. The harness's `boot+run+poweroff took ...` line is
+/// always written to stderr, past libtest's output capture. One VM runs at a time per process. An `Err` means
 /// `sluice-vm` could not be started (or `args` is empty); a VM that failed
 /// to boot is an `Ok` whose [`VmRun::harness_failed`] is true.
 pub fn run(args: &[&str], opts: &VmOptions) -> io::Result<VmRun> {
@@ -302,7 +305,10 @@ pub fn run(args: &[&str], opts: &VmOptions) -> io::Result<VmRun> {
     let stderr = child.stderr.take().map(|err| {
         thread::spawn(move || {
             collect_lines(err, |l| {
-                if echo {
+                if l.contains("boot+run+poweroff took") {
+                    // Past libtest's capture: the VM timing always shows.
+                    say(l);
+                } else if echo {
                     eprintln!("{l}")
                 }
             })
@@ -402,11 +408,18 @@ pub fn run_guest_tests(filter: &str) {
             run.harness.trim_end()
         );
     }
-    eprintln!(
-        "run_guest_tests: {} guest test(s) passed in the IPVS VM; {}",
+    say(&format!(
+        "run_guest_tests: {} guest test(s) matching {filter:?} passed in the IPVS VM",
         passed.unwrap_or(0),
-        run.timing().unwrap_or("no timing reported").trim()
-    );
+    ));
+}
+
+/// Writes a line straight to the process's stderr, bypassing libtest's output
+/// capture (which only sees `print!`/`eprint!`), so it shows in a plain
+/// `cargo test` run.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 /// Sums the `N passed` of every libtest `test result:` line in `output`;

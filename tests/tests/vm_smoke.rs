@@ -124,7 +124,11 @@ fn guest_runs_in_the_vm_kernel_with_ipvs() {
         .unwrap()
         .read_exact(&mut buf)
         .unwrap();
-    assert!(Path::new("/dev/pts").is_dir());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/ptmx")
+        .expect("open /dev/ptmx (devpts)");
     // The root is writable (tmpfs overlay) and so is /tmp.
     let probe = std::env::temp_dir().join("sluice-vm-smoke-probe");
     std::fs::write(&probe, b"ok").unwrap();
