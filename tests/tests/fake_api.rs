@@ -300,11 +300,13 @@ async fn selectors_and_pagination() {
         second.metadata.resource_version,
         first.metadata.resource_version
     );
-    // The watcher pages through lists too.
+    // The watcher pages through lists too: one object per page.
+    let lists = server.count(Verb::List, "services");
     let (store, task) = reflect(client.clone(), watcher::Config::default().page_size(1));
-    until(|| store.state().len() == 4).await;
+    store.wait_until_ready().await.unwrap();
+    assert_eq!(store.state().len(), 4);
+    assert_eq!(server.count(Verb::List, "services") - lists, 4);
     task.abort();
-    assert!(server.count(Verb::List, "services") >= 4 + 11);
 }
 
 #[tokio::test]
@@ -982,6 +984,20 @@ async fn bad_requests_get_status_errors() {
             r#"{"metadata":"x"}"#,
             400,
         ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some("application/json"),
+            r#"{"metadata":{"name":"x"},"spec":{"type":5}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some("application/json"),
+            r#"{"metadata":{"name":"x"},"spec":{"type":"NodePort","ports":[5]}}"#,
+            400,
+        ),
         ("GET", "/api/v1/namespaces/default/widgets", None, "", 404),
         (
             "GET",
@@ -1079,4 +1095,123 @@ async fn dropping_the_handle_stops_everything() {
     .await;
     assert!(ended.is_ok(), "the watch stream ends with the server");
     until(|| std::net::TcpStream::connect(addr).is_err()).await;
+}
+
+#[tokio::test]
+async fn ingress_controller_types() {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+    use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
+    use kube::runtime::wait::await_condition;
+
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+
+    // Cluster-scoped IngressClasses through a reflector.
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let task = tokio::spawn(
+        reflector::reflector(writer, watcher(classes.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| ready(())),
+    );
+    reader.wait_until_ready().await.unwrap();
+    let class = IngressClass {
+        metadata: ObjectMeta {
+            name: Some("sluice".into()),
+            ..Default::default()
+        },
+        spec: Some(IngressClassSpec {
+            controller: Some("sluice.dev/ingress".into()),
+            ..Default::default()
+        }),
+    };
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    until(|| reader.get(&ObjectRef::new("sluice")).is_some()).await;
+    let (code, _) = raw(
+        &server,
+        "GET",
+        "/apis/networking.k8s.io/v1/namespaces/default/ingressclasses",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 404, "cluster-scoped types have no namespaced paths");
+    task.abort();
+
+    // EndpointSlices: selected by the service-name label, ports defaulted.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let mut labels = BTreeMap::new();
+    labels.insert("kubernetes.io/service-name".to_string(), "web".to_string());
+    let slice = EndpointSlice {
+        metadata: ObjectMeta {
+            generate_name: Some("web-".into()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: vec![Endpoint {
+            addresses: vec!["10.1.0.5".into()],
+            ..Default::default()
+        }],
+        ports: Some(vec![EndpointPort {
+            port: Some(8080),
+            ..Default::default()
+        }]),
+    };
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let found = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        found.items[0].ports.as_ref().unwrap()[0]
+            .protocol
+            .as_deref(),
+        Some("TCP")
+    );
+
+    // Secrets: the `type` field selector; await_condition watches one
+    // object through a metadata.name field selector.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let waiter = tokio::spawn(await_condition(
+        secrets.clone(),
+        "tls",
+        |s: Option<&Secret>| {
+            s.is_some_and(|s| s.data.as_ref().is_some_and(|d| d.contains_key("tls.crt")))
+        },
+    ));
+    assert!(server.wait_for(WAIT, |s| s.open_watches() == 1).await);
+    server.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "tls", "namespace": "default"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+    }));
+    server.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "other", "namespace": "default"},
+        "type": "Opaque"
+    }));
+    let got = tokio::time::timeout(WAIT, waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.unwrap().type_.as_deref(), Some("kubernetes.io/tls"));
+    let tls = secrets
+        .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+        .await
+        .unwrap();
+    assert_eq!(names(tls.items), ["tls"]);
+    let watch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == Verb::Watch && r.resource == "secrets")
+        .unwrap();
+    assert_eq!(watch.param("fieldSelector"), Some("metadata.name=tls"));
 }

@@ -88,7 +88,7 @@ pub(crate) fn service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocato
         || (ty == "LoadBalancer"
             && spec.get("allocateLoadBalancerNodePorts") != Some(&json!(false)));
     if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-        for port in ports.iter_mut() {
+        for port in ports.iter_mut().filter(|p| p.is_object()) {
             set_default(port, "protocol", json!("TCP"));
             if port.get("targetPort").is_none_or(Value::is_null)
                 && let Some(p) = port.get("port").cloned()
@@ -145,6 +145,12 @@ mod tests {
         let mut headless = json!({"spec": {"clusterIP": "None"}});
         service(&mut headless, None, &mut a);
         assert_eq!(headless["spec"]["clusterIP"], "None");
+        let mut odd =
+            json!({"spec": {"type": "NodePort", "ports": [5, null, "x"], "clusterIP": 7}});
+        service(&mut odd, None, &mut a);
+        assert_eq!(odd["spec"]["ports"], json!([5, null, "x"]));
+        let mut odd = json!({"spec": {"type": 5, "ports": {"a": 1}}});
+        service(&mut odd, None, &mut a);
         let mut ext = json!({"spec": {"type": "ExternalName", "externalName": "x"}});
         service(&mut ext, None, &mut a);
         assert!(ext["spec"].get("clusterIP").is_none());

@@ -7,6 +7,7 @@ mod log;
 mod meta;
 mod patch;
 mod resources;
+mod schema;
 mod selectors;
 mod server;
 mod status;

@@ -13,6 +13,7 @@ use super::meta::{
 };
 use super::patch::{self, PatchKind};
 use super::resources::{self, RESOURCES, ResourceId, ResourceType};
+use super::schema;
 use super::status::ApiError;
 
 /// (namespace, name); the namespace is "" for cluster-scoped objects.
@@ -317,6 +318,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let rt = &RESOURCES[rt_id];
         Self::check_type_and_ns(rt, ns, &mut obj)?;
+        schema::check(rt, &obj)?;
         let ns = if rt.namespaced { ns } else { "" };
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
@@ -453,6 +455,7 @@ impl Store {
                 new
             }
         };
+        schema::check(rt, &new)?;
         self.apply_defaults(rt, &mut new, Some(&old));
         set_meta(
             &mut new,

@@ -187,7 +187,7 @@ pub(crate) fn start(
         done: false,
         rv_rx,
         expire_rx,
-        deadline: params.timeout.map(|t| Instant::now() + t),
+        deadline: params.timeout.and_then(|t| Instant::now().checked_add(t)),
         bookmarks: params.bookmarks.then(|| {
             let mut i = tokio::time::interval_at(Instant::now() + interval, interval);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
