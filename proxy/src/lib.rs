@@ -7,6 +7,8 @@
 //! `kube-ipvs0`, ipsets and iptables rules in [`netfilter`]).
 
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod netfilter;
 pub mod plan;

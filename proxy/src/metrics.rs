@@ -1,0 +1,153 @@
+//! Prometheus metrics with kube-proxy's names, so existing dashboards and
+//! alerts keep working. Counters are registered without the `_total` suffix
+//! (prometheus-client appends it).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// The proxy's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// `kubeproxy_sync_proxy_rules_duration_seconds`.
+    pub sync_duration: Histogram,
+    /// `kubeproxy_network_programming_duration_seconds`.
+    pub network_programming: Histogram,
+    /// `kubeproxy_sync_proxy_rules_last_timestamp_seconds`.
+    pub last_sync: Gauge<f64, AtomicU64>,
+    /// `kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds`.
+    pub last_queued: Gauge<f64, AtomicU64>,
+    /// `kubeproxy_sync_proxy_rules_service_changes_total`.
+    pub service_changes: Counter,
+    /// `kubeproxy_sync_proxy_rules_endpoint_changes_total`.
+    pub endpoint_changes: Counter,
+    /// `kubeproxy_sync_proxy_rules_service_changes_pending`.
+    pub service_changes_pending: Gauge,
+    /// `kubeproxy_sync_proxy_rules_endpoint_changes_pending`.
+    pub endpoint_changes_pending: Gauge,
+    /// `kubeproxy_sync_proxy_rules_iptables_restore_failures_total`.
+    pub iptables_restore_failures: Counter,
+    /// `kubeproxy_sluice_netlink_operations_total`: IPVS and address changes sent.
+    pub netlink_operations: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        // kube-proxy: 0.001 * 2^n, n = 0..14.
+        let sync_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let network_programming = Histogram::new(
+            [
+                0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 30.0,
+                60.0, 120.0, 300.0,
+            ]
+            .into_iter(),
+        );
+        let m = Self {
+            sync_duration,
+            network_programming,
+            last_sync: Gauge::default(),
+            last_queued: Gauge::default(),
+            service_changes: Counter::default(),
+            endpoint_changes: Counter::default(),
+            service_changes_pending: Gauge::default(),
+            endpoint_changes_pending: Gauge::default(),
+            iptables_restore_failures: Counter::default(),
+            netlink_operations: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            m.sync_duration.clone(),
+        );
+        registry.register(
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            m.network_programming.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            m.last_sync.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "The last time a sync of proxy rules was queued",
+            m.last_queued.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_service_changes",
+            "Cumulative proxy rules Service changes",
+            m.service_changes.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_endpoint_changes",
+            "Cumulative proxy rules Endpoint changes",
+            m.endpoint_changes.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_service_changes_pending",
+            "Pending proxy rules Service changes",
+            m.service_changes_pending.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+            "Pending proxy rules Endpoint changes",
+            m.endpoint_changes_pending.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures",
+            "Cumulative proxy iptables restore failures",
+            m.iptables_restore_failures.clone(),
+        );
+        registry.register(
+            "kubeproxy_sluice_netlink_operations",
+            "Netlink changes sent to IPVS and rtnetlink (reads excluded)",
+            m.netlink_operations.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_kube_proxy_names() {
+        let m = Metrics::new();
+        m.service_changes.inc();
+        m.sync_duration.observe(0.004);
+        m.iptables_restore_failures.inc_by(2);
+        let text = m.render();
+        for name in [
+            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1",
+            "kubeproxy_network_programming_duration_seconds_count 0",
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds 0",
+            "kubeproxy_sync_proxy_rules_service_changes_total 1",
+            "kubeproxy_sync_proxy_rules_endpoint_changes_total 0",
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total 2",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}
