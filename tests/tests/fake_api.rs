@@ -309,7 +309,7 @@ async fn selectors_and_pagination() {
     task.abort();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_events_and_reflector() {
     let server = FakeApiServer::start().await;
     let api: Api<Service> = Api::namespaced(server.client(), "default");
@@ -396,7 +396,7 @@ async fn watch_events_and_reflector() {
     task.abort();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_forces_relist() {
     let server = FakeApiServer::start().await;
     server.apply(&svc("one", &[]));
@@ -451,6 +451,47 @@ async fn compaction_forces_relist() {
         "the stream ends after the error"
     );
     task.abort();
+
+    // A short history window expires old versions without compact().
+    let small = FakeApiServer::start_with(FakeApiConfig {
+        history_limit: 2,
+        ..Default::default()
+    })
+    .await;
+    let api: Api<Service> = Api::all(small.client());
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    for n in ["a", "b", "c"] {
+        small.apply(&svc(n, &[]));
+    }
+    let mut w = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(w.try_next().await.unwrap(), Some(WatchEvent::Error(e)) if e.code == 410));
+    let recent = (small.resource_version() - 2).to_string();
+    let mut w = api
+        .watch(&WatchParams::default(), &recent)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        matches!(w.try_next().await.unwrap(), Some(WatchEvent::Added(s)) if s.metadata.name.as_deref() == Some("b"))
+    );
+    let list = api
+        .list(
+            &ListParams::default()
+                .at(&rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await;
+    assert_eq!(api_code(list), (410, "Expired".into()));
 }
 
 #[tokio::test]
