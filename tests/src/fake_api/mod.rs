@@ -7,12 +7,14 @@ mod log;
 mod meta;
 mod patch;
 mod resources;
+mod routing;
 mod schema;
 mod selectors;
 mod server;
 mod status;
 mod store;
 mod watch;
+mod writes;
 
 use std::time::Duration;
 
