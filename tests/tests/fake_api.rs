@@ -222,13 +222,23 @@ async fn raw(
     content_type: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
+    raw_with(&server.client(), method, path, content_type, body).await
+}
+
+/// [`raw`] with a given client.
+async fn raw_with(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut req = hyper::Request::builder().method(method).uri(path);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
     let req = req.body(body.as_bytes().to_vec()).unwrap();
-    let resp = server
-        .client()
+    let resp = client
         .send(req.map(kube::client::Body::from))
         .await
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
@@ -237,8 +247,14 @@ async fn raw(
         .await
         .unwrap()
         .to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON: {e}"));
+    // Watch bodies are JSON lines (possibly none): take the first.
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let v = if first.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(first)
+            .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON: {e}"))
+    };
     (code, v)
 }
 
@@ -1255,4 +1271,77 @@ async fn ingress_controller_types() {
         .find(|r| r.verb == Verb::Watch && r.resource == "secrets")
         .unwrap();
     assert_eq!(watch.param("fieldSelector"), Some("metadata.name=tls"));
+}
+
+/// Throws a deterministic mix of odd requests at the server: every one must
+/// get an HTTP answer (a panic in a handler would cut the connection), and
+/// errors must be `Status` objects.
+#[tokio::test]
+async fn odd_requests_never_break_the_server() {
+    let server = FakeApiServer::start_with(FakeApiConfig {
+        max_watch_timeout: Some(Duration::from_millis(20)),
+        ..Default::default()
+    })
+    .await;
+    server.apply(&svc("web", &[("app", "web")]));
+    let client = server.client();
+    let paths = [
+        "/api/v1/namespaces/default/services",
+        "/api/v1/namespaces/default/services/web",
+        "/api/v1/namespaces/default/services/web/status",
+        "/api/v1/nodes/n1/status",
+        "/api/v1/services?watch=1&timeoutSeconds=18446744073709551615&resourceVersion=99999",
+        "/api/v1/services?labelSelector=%ff%fe&fieldSelector=metadata.name%3D%3D",
+        "/api/v1/services?limit=1&continue=1:default:",
+        "/api/v1/services?resourceVersion=1&resourceVersionMatch=Exact",
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses/x",
+        "/apis/coordination.k8s.io/v1/namespaces/default/leases/l",
+        "/api/v1/namespaces/default",
+        "/api/v1/watch/namespaces/default/services?timeoutSeconds=1",
+        "/api//v1///namespaces/default/services/",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+    ];
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let types = [
+        None,
+        Some("application/json"),
+        Some("application/merge-patch+json"),
+        Some("application/strategic-merge-patch+json"),
+        Some("application/json-patch+json"),
+        Some("application/apply-patch+yaml"),
+    ];
+    let bodies = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "\"x\"",
+        "{\"metadata\": null, \"spec\": [1]}",
+        "{\"metadata\": {\"name\": \"web\", \"resourceVersion\": \"x\"}, \"status\": 7}",
+        "{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"web\"}, \"spec\": {\"ports\": [{\"port\": \"eighty\"}]}}",
+        "[{\"op\": \"move\", \"from\": \"/spec\", \"path\": \"/spec/x\"}]",
+        "[{\"op\": \"add\", \"path\": \"/metadata/labels/a~1b\", \"value\": {}}]",
+        "[{\"op\": \"remove\", \"path\": \"\"}]",
+        "{\"preconditions\": {\"uid\": 5}}",
+        "{\"metadata\": {\"finalizers\": [\"a\"], \"labels\": {\"$patch\": \"delete\"}}, \"$patch\": \"replace\"}",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..400 {
+        let path = paths[next(paths.len())];
+        let method = methods[next(methods.len())];
+        let ct = types[next(types.len())];
+        let body = bodies[next(bodies.len())];
+        let (code, v) = raw_with(&client, method, path, ct, body).await;
+        if code >= 400 {
+            assert_eq!(v["kind"], "Status", "{method} {path} {ct:?} {body}: {v}");
+        }
+    }
+    let (code, _) = raw(&server, "GET", "/api/v1/namespaces", None, "").await;
+    assert_eq!(code, 200);
 }

@@ -2,7 +2,7 @@
 //! fake API server.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,11 +21,21 @@ use super::store::Origin;
 ///
 /// Dropping the handle stops the server: the listener, every connection and
 /// every watch stream end.
-#[derive(Debug)]
 pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
     listener: Mutex<Option<Listener>>,
+    client: OnceLock<kube::Client>,
+}
+
+impl std::fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServer")
+            .field("addr", &self.addr)
+            .field("down", &self.is_down())
+            .field("resource_version", &self.resource_version())
+            .finish_non_exhaustive()
+    }
 }
 
 fn type_of<K: k8s_openapi::Resource>() -> ResourceId {
@@ -83,6 +93,7 @@ impl FakeApiServer {
             shared,
             addr,
             listener: Mutex::new(Some(running)),
+            client: OnceLock::new(),
         }
     }
 
@@ -107,13 +118,21 @@ impl FakeApiServer {
         kube::Config::new(url)
     }
 
-    /// A kube client talking to this server over plain HTTP.
+    /// A kube client talking to this server over plain HTTP. Built once
+    /// (building one costs tens of milliseconds, mostly TLS setup kube does
+    /// even for plain HTTP) and cloned, so clients share a connection pool;
+    /// build one from [`kube_config`](Self::kube_config) for a separate one.
     ///
     /// # Panics
     /// If kube cannot build a client (it can for plain HTTP).
     pub fn client(&self) -> kube::Client {
-        kube::Client::try_from(self.kube_config())
-            .unwrap_or_else(|e| panic!("building a kube client for the fake API server: {e}"))
+        self.client
+            .get_or_init(|| {
+                kube::Client::try_from(self.kube_config()).unwrap_or_else(|e| {
+                    panic!("building a kube client for the fake API server: {e}")
+                })
+            })
+            .clone()
     }
 
     /// Creates the object, or replaces it if it exists, as given: status
