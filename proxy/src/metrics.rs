@@ -46,13 +46,10 @@ impl Metrics {
         let mut registry = Registry::default();
         // kube-proxy: 0.001 * 2^n, n = 0..14.
         let sync_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
-        let network_programming = Histogram::new(
-            [
-                0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 30.0,
-                60.0, 120.0, 300.0,
-            ]
-            .into_iter(),
-        );
+        let network_programming = Histogram::new([
+            0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 30.0, 60.0,
+            120.0, 300.0,
+        ]);
         let m = Self {
             sync_duration,
             network_programming,

@@ -36,7 +36,12 @@ fn key(name: &str) -> ObjectKey {
 }
 
 /// Applies events until `cond` holds (or fails after 20 s).
-async fn until(snap: &mut Snapshot, rx: &mut mpsc::Receiver<SourceEvent>, what: &str, cond: impl Fn(&Snapshot) -> bool) {
+async fn until(
+    snap: &mut Snapshot,
+    rx: &mut mpsc::Receiver<SourceEvent>,
+    what: &str,
+    cond: impl Fn(&Snapshot) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !cond(snap) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -49,25 +54,47 @@ async fn until(snap: &mut Snapshot, rx: &mut mpsc::Receiver<SourceEvent>, what: 
 }
 
 fn endpoint_ip(snap: &Snapshot, name: &str) -> Option<String> {
-    snap.slices.get(&key(name))?.endpoints.first()?.addresses.first().cloned()
+    snap.slices
+        .get(&key(name))?
+        .endpoints
+        .first()?
+        .addresses
+        .first()
+        .cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_sync_filter_and_recover() {
     let api = FakeApiServer::start().await;
     api.apply(&service("web", "10.96.0.10", json!({})));
-    api.apply(&service("other-proxy", "10.96.0.11", json!({"service.kubernetes.io/service-proxy-name": "cilium"})));
+    api.apply(&service(
+        "other-proxy",
+        "10.96.0.11",
+        json!({"service.kubernetes.io/service-proxy-name": "cilium"}),
+    ));
     api.apply(&slice("web-1", "web", "10.244.1.2"));
     api.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}));
     api.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"}}));
 
     let (tx, mut rx) = mpsc::channel(1024);
-    let source = tokio::spawn(sluice_proxy::source::kube::run(api.client(), "node-1".into(), None, tx));
+    let source = tokio::spawn(sluice_proxy::source::kube::run(
+        api.client(),
+        "node-1".into(),
+        None,
+        tx,
+    ));
     let mut snap = Snapshot::default();
     until(&mut snap, &mut rx, "initial sync", Snapshot::synced).await;
     assert!(snap.services.contains_key(&key("web")));
-    assert!(!snap.services.contains_key(&key("other-proxy")), "another proxy's Service is ignored");
-    assert_eq!(snap.nodes.keys().collect::<Vec<_>>(), vec!["node-1"], "only this node");
+    assert!(
+        !snap.services.contains_key(&key("other-proxy")),
+        "another proxy's Service is ignored"
+    );
+    assert_eq!(
+        snap.nodes.keys().collect::<Vec<_>>(),
+        vec!["node-1"],
+        "only this node"
+    );
     assert_eq!(endpoint_ip(&snap, "web-1").as_deref(), Some("10.244.1.2"));
 
     // Changes arrive and dirty only their Service.
@@ -75,13 +102,19 @@ async fn watches_sync_filter_and_recover() {
     let mut dirty = Default::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while endpoint_ip(&snap, "web-1").as_deref() != Some("10.244.1.3") {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("slice update").unwrap();
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("slice update")
+            .unwrap();
         let d: sluice_proxy::source::Dirty = snap.apply(ev);
         sluice_proxy::source::Dirty::absorb(&mut dirty, d);
     }
     assert_eq!(dirty.services, [key("web")].into());
     api.delete::<Service>(Some("default"), "web");
-    until(&mut snap, &mut rx, "service deletion", |s| !s.services.contains_key(&key("web"))).await;
+    until(&mut snap, &mut rx, "service deletion", |s| {
+        !s.services.contains_key(&key("web"))
+    })
+    .await;
 
     // History compacted and watches cut: the watchers get 410 and re-list.
     let lists_before = api.count(Verb::List, "services");
@@ -89,15 +122,24 @@ async fn watches_sync_filter_and_recover() {
     api.apply(&service("db", "10.96.0.20", json!({})));
     api.compact();
     api.expire_watches();
-    until(&mut snap, &mut rx, "db after re-list", |s| s.services.contains_key(&key("db"))).await;
-    assert!(api.count(Verb::List, "services") > lists_before, "a re-list happened");
+    until(&mut snap, &mut rx, "db after re-list", |s| {
+        s.services.contains_key(&key("db"))
+    })
+    .await;
+    assert!(
+        api.count(Verb::List, "services") > lists_before,
+        "a re-list happened"
+    );
 
     // The API server goes away; changes made meanwhile arrive after it returns.
     api.stop().await;
     api.apply(&slice("db-1", "db", "10.244.2.2"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     api.restart().await;
-    until(&mut snap, &mut rx, "slice made while down", |s| endpoint_ip(s, "db-1").is_some()).await;
+    until(&mut snap, &mut rx, "slice made while down", |s| {
+        endpoint_ip(s, "db-1").is_some()
+    })
+    .await;
     source.abort();
     let _ = Kind::Service;
 }

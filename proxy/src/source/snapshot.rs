@@ -46,6 +46,9 @@ pub enum Kind {
 }
 
 /// One object of a kind the proxy watches.
+// Objects are moved once from a source into the snapshot; boxing the larger
+// variants would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     /// A Service.
