@@ -12,7 +12,6 @@ use std::process::Command;
 use ipvs_sys::rtnl::{AddrOp, Address, RtnlClient};
 use ipvs_sys::*;
 
-#[cfg(any())] // TEMP until the vm helper lands
 #[test]
 fn ipvs_sys_in_the_ipvs_vm() {
     sluice_tests::vm::run_guest_tests("guest_");
