@@ -5,4 +5,5 @@
 //! objects are turned into typed values ([`routes::RouteTable`]) that the
 //! gateway consults directly.
 
+pub mod gateway;
 pub mod routes;

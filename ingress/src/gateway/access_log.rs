@@ -1,0 +1,171 @@
+//! Access log: one `tracing` event per request, target
+//! `sluice_ingress::access`, emitted when the response body ends (or the
+//! client goes away), so it carries the bytes sent and the full duration.
+//!
+//! The same place counts `sluice_ingress_requests` and releases the
+//! per-request guards (endpoint in-flight count, connection activity), so
+//! they all end exactly when the response does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use super::body::BoxError;
+use super::config::AccessLogFormat;
+use super::metrics::Metrics;
+
+/// Everything one access log line says.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRecord {
+    /// Client address.
+    pub client: Option<IpAddr>,
+    /// Method.
+    pub method: String,
+    /// Host / `:authority`.
+    pub host: String,
+    /// Normalized path (the raw target when it was refused).
+    pub path: String,
+    /// `HTTP/1.1`, `HTTP/2.0`, ...
+    pub protocol: &'static str,
+    /// Whether the client connection was TLS.
+    pub tls: bool,
+    /// Status code sent.
+    pub status: u16,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// Matched Ingress (`namespace/name`), empty when none.
+    pub ingress: String,
+    /// Service port (`namespace/name:port`), empty when none.
+    pub service: String,
+    /// The endpoint that answered.
+    pub upstream: Option<SocketAddr>,
+    /// Upstream attempts made (more than one after connect failures).
+    pub attempts: u32,
+    /// Whether the response body ended normally.
+    pub complete: bool,
+}
+
+/// Emits the line and counts the request when dropped.
+pub(crate) struct Completion {
+    pub(crate) record: AccessRecord,
+    pub(crate) start: Instant,
+    pub(crate) format: AccessLogFormat,
+    pub(crate) metrics: Metrics,
+    /// Dropped with the record: endpoint in-flight and connection guards.
+    pub(crate) _guards: Vec<Box<dyn Send>>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let r = &self.record;
+        self.metrics.request(&r.ingress, &r.service, r.status);
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let client = r.client.map(|c| c.to_string()).unwrap_or_default();
+        let upstream = r.upstream.map(|u| u.to_string()).unwrap_or_default();
+        match self.format {
+            AccessLogFormat::Off => {}
+            AccessLogFormat::Fields => tracing::info!(
+                target: "sluice_ingress::access",
+                client = %client,
+                method = %r.method,
+                host = %r.host,
+                path = %r.path,
+                protocol = r.protocol,
+                tls = r.tls,
+                status = r.status,
+                bytes = r.bytes,
+                duration_ms = ms,
+                ingress = %r.ingress,
+                service = %r.service,
+                upstream = %upstream,
+                attempts = r.attempts,
+                complete = r.complete,
+            ),
+            AccessLogFormat::Json => {
+                let line = serde_json::json!({
+                    "client": client,
+                    "method": r.method,
+                    "host": r.host,
+                    "path": r.path,
+                    "protocol": r.protocol,
+                    "tls": r.tls,
+                    "status": r.status,
+                    "bytes": r.bytes,
+                    "duration_ms": ms,
+                    "ingress": r.ingress,
+                    "service": r.service,
+                    "upstream": upstream,
+                    "attempts": r.attempts,
+                    "complete": r.complete,
+                });
+                tracing::info!(target: "sluice_ingress::access", "{line}");
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts bytes into the access record and
+    /// completes it at end of stream or on drop.
+    pub(crate) struct LoggedBody<B> {
+        #[pin]
+        inner: B,
+        completion: Option<Completion>,
+    }
+}
+
+impl<B: Body> LoggedBody<B> {
+    pub(crate) fn new(inner: B, mut completion: Completion) -> Self {
+        // An empty body may never be polled.
+        completion.record.complete = inner.is_end_stream();
+        Self {
+            inner,
+            completion: Some(completion),
+        }
+    }
+}
+
+impl<B> Body for LoggedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let r = ready!(this.inner.poll_frame(cx));
+        match &r {
+            Some(Ok(f)) => {
+                if let (Some(d), Some(c)) = (f.data_ref(), this.completion.as_mut()) {
+                    c.record.bytes += d.len() as u64;
+                }
+            }
+            Some(Err(_)) => {
+                this.completion.take();
+            }
+            None => {
+                if let Some(mut c) = this.completion.take() {
+                    c.record.complete = true;
+                }
+            }
+        }
+        Poll::Ready(r.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

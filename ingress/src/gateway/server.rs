@@ -1,0 +1,512 @@
+//! Listeners and client connections.
+//!
+//! One task per connection serves HTTP/1.1 and HTTP/2 with hyper-util's
+//! auto builder (h2c prior knowledge on cleartext, ALPN on TLS), with
+//! upgrades. Next to hyper, a watchdog enforces the timeouts hyper does
+//! not express the way an edge proxy needs them:
+//!
+//! * **request head** (slowloris): from the first byte after an idle
+//!   period to the complete head of a request, at most
+//!   [`Timeouts::header_read`](super::config::Timeouts); then the
+//!   connection is dropped. (hyper's own `header_read_timeout` also runs
+//!   while a keep-alive connection is idle, which would cap keep-alive at
+//!   the head timeout, so it is disabled.) On HTTP/2 this bounds the time
+//!   from the connection preface to the first request.
+//! * **idle**: no bytes either way for
+//!   [`Timeouts::idle`](super::config::Timeouts): a connection without
+//!   requests in flight is shut down gracefully, one with requests in
+//!   flight (a stalled client) is dropped.
+//! * **TLS handshake**: bounded by the head timeout.
+//!
+//! Graceful shutdown stops accepting, asks every connection to finish
+//! (HTTP/1 closes after the response in flight, HTTP/2 sends GOAWAY) and
+//! waits up to [`Timeouts::drain`](super::config::Timeouts).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::Shared;
+use super::service::{ConnCtx, GatewayService};
+
+/// Per-connection activity, shared by the IO wrapper, the request
+/// handler and the watchdog.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    epoch: Instant,
+    last_activity_ms: AtomicU64,
+    /// When the current request head started (ms + 1); 0 = none pending.
+    head_started_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    h2: AtomicBool,
+}
+
+impl ConnState {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_activity_ms.store(now, Ordering::Relaxed);
+        if !self.h2.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == 0
+        {
+            self.head_started_ms.store(now + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// A request head arrived: stops the head timer until the connection
+    /// is idle again. The guard marks the request finished when dropped.
+    pub(crate) fn request_started(self: &Arc<Self>, h2: bool) -> RequestGuard {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started_ms.store(0, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    /// What the watchdog should do now.
+    fn check(&self, head_timeout: Duration, idle: Duration) -> Verdict {
+        let now = self.now_ms();
+        let head = self.head_started_ms.load(Ordering::Relaxed);
+        if head != 0 && now.saturating_sub(head - 1) > ms(head_timeout) {
+            return Verdict::HeadTimeout;
+        }
+        let last = self.last_activity_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) > ms(idle) {
+            return if self.in_flight.load(Ordering::Relaxed) == 0 {
+                Verdict::Idle
+            } else {
+                Verdict::Stalled
+            };
+        }
+        Verdict::Fine
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Fine,
+    HeadTimeout,
+    Idle,
+    Stalled,
+}
+
+/// Marks a request finished on drop.
+#[derive(Debug)]
+pub(crate) struct RequestGuard(Arc<ConnState>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.on_write();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An IO object that records activity into a [`ConnState`].
+    pub(crate) struct TrackedIo<T> {
+        #[pin]
+        inner: T,
+        state: Arc<ConnState>,
+    }
+}
+
+impl<T> TrackedIo<T> {
+    pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
+        state.on_write();
+        Self { inner, state }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.on_read();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// Bound listeners, ready to serve.
+pub struct Server {
+    shared: Arc<Shared>,
+    http: Option<TcpListener>,
+    https: Option<TcpListener>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("http", &self.http_addr())
+            .field("https", &self.https_addr())
+            .finish()
+    }
+}
+
+impl Server {
+    pub(crate) async fn bind(shared: Arc<Shared>) -> io::Result<Self> {
+        let http = match shared.config.http_addr {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let https = match shared.config.https_addr {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            http,
+            https,
+        })
+    }
+
+    /// The bound plain-HTTP address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound HTTPS address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stops accepting,
+    /// shuts every connection down gracefully and waits for them (at most
+    /// the drain timeout).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let builder = Arc::new(http_builder(&self.shared));
+        let mut loops = Vec::new();
+        for (listener, tls) in [(self.http, false), (self.https, true)] {
+            let Some(listener) = listener else { continue };
+            let shared = self.shared.clone();
+            let builder = builder.clone();
+            let stop = stop_rx.clone();
+            let done = done_tx.clone();
+            loops.push(tokio::spawn(accept_loop(
+                listener, tls, shared, builder, stop, done,
+            )));
+        }
+        drop(done_tx);
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
+        let drain = self.shared.config.timeouts.drain + Duration::from_secs(1);
+        let _ = tokio::time::timeout(drain, done_rx.recv()).await;
+    }
+}
+
+fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let limits = &shared.config.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    b
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: bool,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    let acceptor = TlsAcceptor::from(shared.tls.clone());
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().unwrap_or(peer);
+        let conn = Connection {
+            shared: shared.clone(),
+            builder: builder.clone(),
+            stop: stop.clone(),
+            done: done.clone(),
+            peer,
+            local,
+        };
+        if tls {
+            tokio::spawn(conn.serve_tls(tcp, acceptor.clone()));
+        } else {
+            tokio::spawn(conn.serve_plain(tcp));
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stop: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl Connection {
+    async fn serve_plain(self, tcp: TcpStream) {
+        let metrics = self.shared.metrics.clone();
+        metrics.connection_opened("http");
+        let state = Arc::new(ConnState::new());
+        let io = TrackedIo::new(tcp, state.clone());
+        self.drive(io, state, false).await;
+        metrics.connection_closed("http");
+    }
+
+    async fn serve_tls(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+        let metrics = self.shared.metrics.clone();
+        metrics.connection_opened("https");
+        let handshake = tokio::time::timeout(
+            self.shared.config.timeouts.header_read,
+            acceptor.accept(tcp),
+        )
+        .await;
+        match handshake {
+            Ok(Ok(tls)) => {
+                metrics.tls_handshake(true);
+                let state = Arc::new(ConnState::new());
+                let io = TrackedIo::new(tls, state.clone());
+                self.drive(io, state, true).await;
+            }
+            Ok(Err(e)) => {
+                metrics.tls_handshake(false);
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                metrics.tls_handshake(false);
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+            }
+        }
+        metrics.connection_closed("https");
+    }
+
+    async fn drive<I>(mut self, io: I, state: Arc<ConnState>, tls: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let timeouts = self.shared.config.timeouts;
+        let svc = GatewayService::new(
+            self.shared.clone(),
+            Arc::new(ConnCtx {
+                peer: self.peer,
+                local: self.local,
+                tls,
+                state: state.clone(),
+            }),
+        );
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
+        tokio::pin!(conn);
+        let tick = (timeouts.header_read.min(timeouts.idle) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut shutting_down: Option<(Instant, Duration)> = None;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = self.stop.wait_for(|s| *s), if shutting_down.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    shutting_down = Some((Instant::now(), timeouts.drain));
+                }
+                _ = tokio::time::sleep(tick) => {
+                    if let Some((since, limit)) = shutting_down {
+                        if since.elapsed() > limit {
+                            break;
+                        }
+                        continue;
+                    }
+                    match state.check(timeouts.header_read, timeouts.idle) {
+                        Verdict::Fine => {}
+                        Verdict::HeadTimeout => {
+                            tracing::debug!(peer = %self.peer, "request head timeout");
+                            break;
+                        }
+                        Verdict::Stalled => {
+                            tracing::debug!(peer = %self.peer, "connection stalled");
+                            break;
+                        }
+                        Verdict::Idle => {
+                            conn.as_mut().graceful_shutdown();
+                            // An idle HTTP/1 connection closes at once; an
+                            // HTTP/2 client gets a moment after GOAWAY.
+                            shutting_down = Some((Instant::now(), timeouts.header_read));
+                        }
+                    }
+                }
+            }
+        }
+        drop(self.done);
+    }
+}
+
+/// Copies an upgraded connection both ways until either side closes or
+/// nothing moves for `idle`.
+pub(crate) async fn tunnel<A, B>(client: A, upstream: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let state = Arc::new(ConnState::new());
+    // The head timer is meaningless here.
+    state.h2.store(true, Ordering::Relaxed);
+    let mut client = TrackedIo::new(client, state.clone());
+    let mut upstream = upstream;
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = copy.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(tick) => {
+                if state.check(Duration::MAX, idle) != Verdict::Fine {
+                    tracing::debug!("upgraded connection idle, closing");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_verdicts() {
+        let s = Arc::new(ConnState::new());
+        let long = Duration::from_secs(3600);
+        assert_eq!(s.check(long, long), Verdict::Fine);
+        assert_eq!(s.check(long, Duration::ZERO), Verdict::Fine);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.check(long, Duration::ZERO), Verdict::Idle);
+        s.on_read();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.check(Duration::ZERO, long), Verdict::HeadTimeout);
+        let g = s.request_started(false);
+        assert_eq!(s.check(Duration::ZERO, long), Verdict::Fine);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.check(long, Duration::ZERO), Verdict::Stalled);
+        drop(g);
+        // HTTP/2: no head timer once a request has been seen.
+        let _g = s.request_started(true);
+        drop(_g);
+        s.on_read();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.check(Duration::ZERO, long), Verdict::Fine);
+    }
+}

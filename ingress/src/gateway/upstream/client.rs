@@ -1,0 +1,298 @@
+//! Pooled upstream clients and the forwarding loop with connect retries.
+//!
+//! Connections are pooled per endpoint (hyper-util's legacy client keys
+//! its pool by the request authority, which is the endpoint address).
+//! HTTP/1.1 by default; HTTP/2 with prior knowledge for `h2c`/gRPC ports,
+//! one multiplexed connection per endpoint.
+//!
+//! **Retries.** A request whose connection attempt failed is sent again
+//! to another endpoint when its method is idempotent (GET, HEAD, OPTIONS,
+//! PUT, DELETE, TRACE) and no body byte left the gateway. The body is
+//! handed to the client through [`ReclaimBody`], which only takes the real
+//! body on first poll: if the client never polled it (the connection was
+//! never made), it is taken back and reused. Nothing else is retried: a
+//! request that reached an endpoint may have had effects.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::balance::{InFlight, Pool};
+use crate::gateway::body::{BoxError, GatewayBody};
+use crate::gateway::config::UpstreamConfig;
+use crate::gateway::routing::AppProtocol;
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The pool had no endpoint to try.
+    #[error("no endpoint available")]
+    NoEndpoints,
+    /// The last endpoint tried refused or timed out the connection.
+    #[error("connecting to {addr} failed after {attempts} attempt(s): {source}")]
+    Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// Endpoints tried.
+        attempts: u32,
+        /// The client error.
+        source: hyper_util::client::legacy::Error,
+    },
+    /// No response head within the read timeout.
+    #[error("{addr} sent no response within {timeout:?}")]
+    Timeout {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The read timeout.
+        timeout: Duration,
+    },
+    /// The exchange failed after the connection was made.
+    #[error("request to {addr} failed: {source}")]
+    Request {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The client error.
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+/// A response head from an endpoint.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The response (body still streaming).
+    pub response: Response<Incoming>,
+    /// The endpoint that answered.
+    pub endpoint: SocketAddr,
+    /// Keeps the endpoint's in-flight count until dropped.
+    pub in_flight: InFlight,
+    /// Time from sending to the response head (last attempt).
+    pub latency: Duration,
+    /// Endpoints tried.
+    pub attempts: u32,
+}
+
+/// The upstream clients: HTTP/1.1 and HTTP/2 prior knowledge.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    h1: Client<HttpConnector, ReclaimBody>,
+    h2: Client<HttpConnector, ReclaimBody>,
+    cfg: UpstreamConfig,
+    read_timeout: Duration,
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+impl Clients {
+    /// Builds both clients.
+    pub fn new(cfg: UpstreamConfig, connect_timeout: Duration, read_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let build = |h2: bool| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(cfg.pool_idle_timeout)
+                .pool_max_idle_per_host(cfg.pool_max_idle_per_endpoint)
+                .http2_only(h2)
+                .build(connector.clone())
+        };
+        Self {
+            h1: build(false),
+            h2: build(true),
+            cfg,
+            read_timeout,
+        }
+    }
+
+    /// Sends `req` (origin-form target, headers already rewritten) to an
+    /// endpoint of `pool`, retrying connect failures as the module docs
+    /// say. `on_connect_failure(addr, ejected)` is called for each failed
+    /// connection attempt.
+    pub async fn forward(
+        &self,
+        pool: &Pool,
+        req: Request<GatewayBody>,
+        on_connect_failure: impl Fn(SocketAddr, bool),
+    ) -> Result<Forwarded, UpstreamError> {
+        let (parts, body) = req.into_parts();
+        let mut parts = Some(parts);
+        let retryable = self.cfg.connect_retries > 0
+            && parts.as_ref().is_some_and(|p| is_idempotent(&p.method));
+        let hint = body.size_hint();
+        let end = body.is_end_stream();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let (client, version) = match pool.protocol() {
+            AppProtocol::Http1 => (&self.h1, Version::HTTP_11),
+            AppProtocol::H2c => (&self.h2, Version::HTTP_2),
+        };
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        loop {
+            let Some(ep) = pool.pick(&tried) else {
+                return Err(UpstreamError::NoEndpoints);
+            };
+            let addr = ep.addr();
+            tried.push(addr);
+            let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+            let may_retry = retryable
+                && attempts <= self.cfg.connect_retries
+                && pool.endpoints().len() > tried.len();
+            let head = if may_retry {
+                clone_parts(parts.as_ref().expect("parts kept while retrying"))
+            } else {
+                parts.take().expect("parts used once")
+            };
+            let req = build_request(head, addr, version, ReclaimBody::new(&slot, hint, end));
+            let in_flight = ep.start();
+            let start = Instant::now();
+            let result = tokio::time::timeout(self.read_timeout, client.request(req)).await;
+            match result {
+                Ok(Ok(response)) => {
+                    ep.record_success();
+                    return Ok(Forwarded {
+                        response,
+                        endpoint: addr,
+                        in_flight,
+                        latency: start.elapsed(),
+                        attempts,
+                    });
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    drop(in_flight);
+                    let ejected = ep.record_connect_failure(
+                        self.cfg.eject_after_failures,
+                        self.cfg.ejection_cooldown,
+                    );
+                    on_connect_failure(addr, ejected);
+                    let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                    if !(may_retry && body_unsent) {
+                        return Err(UpstreamError::Connect {
+                            addr,
+                            attempts,
+                            source: e,
+                        });
+                    }
+                    tracing::debug!(%addr, "connect failed, retrying on another endpoint");
+                }
+                Ok(Err(source)) => return Err(UpstreamError::Request { addr, source }),
+                Err(_) => {
+                    return Err(UpstreamError::Timeout {
+                        addr,
+                        timeout: self.read_timeout,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn clone_parts(p: &Parts) -> Parts {
+    let mut b = Request::builder()
+        .method(p.method.clone())
+        .uri(p.uri.clone())
+        .version(p.version);
+    if let Some(h) = b.headers_mut() {
+        *h = p.headers.clone();
+    }
+    b.body(())
+        .expect("cloned request parts are valid")
+        .into_parts()
+        .0
+}
+
+fn build_request(
+    mut head: Parts,
+    addr: SocketAddr,
+    version: Version,
+    body: ReclaimBody,
+) -> Request<ReclaimBody> {
+    let pq = head
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    head.uri = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(pq)
+        .build()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    head.version = version;
+    Request::from_parts(head, body)
+}
+
+/// A request body the client takes only when it first polls it; until
+/// then it stays in a slot the gateway can take it back from.
+pub struct ReclaimBody {
+    slot: Arc<Mutex<Option<GatewayBody>>>,
+    active: Option<GatewayBody>,
+    hint: SizeHint,
+    end: bool,
+}
+
+impl ReclaimBody {
+    fn new(slot: &Arc<Mutex<Option<GatewayBody>>>, hint: SizeHint, end: bool) -> Self {
+        Self {
+            slot: slot.clone(),
+            active: None,
+            hint,
+            end,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReclaimBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReclaimBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ReclaimBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.active.is_none() {
+            let taken = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match taken {
+                Some(b) => self.active = Some(b),
+                None => return Poll::Ready(None),
+            }
+        }
+        let body = self.active.as_mut().expect("active body");
+        Pin::new(body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.active {
+            Some(b) => b.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.active {
+            Some(b) => b.size_hint(),
+            None => self.hint,
+        }
+    }
+}
