@@ -143,9 +143,17 @@ struct RequestCtx {
 }
 
 /// The request's host: `:authority` / absolute-form authority, else the
-/// single Host header.
+/// single Host header. An HTTP/2 request whose Host header names another
+/// host than `:authority` is malformed (RFC 9113 §8.3.1); an HTTP/1.1
+/// absolute-form target overrides Host (RFC 9112 §3.2.2).
 fn request_host<B>(req: &Request<B>) -> Result<String, LocalError> {
     if let Some(a) = req.uri().authority() {
+        if req.version() == Version::HTTP_2
+            && let Some(h) = req.headers().get(header::HOST)
+            && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())
+        {
+            return Err(LocalError::BadHost);
+        }
         return Ok(a.as_str().to_owned());
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
