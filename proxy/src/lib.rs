@@ -6,6 +6,7 @@
 //! kernel and apply the minimal operations (IPVS over netlink, addresses on
 //! `kube-ipvs0`, ipsets and iptables rules in [`netfilter`]).
 
+pub mod app;
 pub mod config;
 pub mod health;
 pub mod metrics;

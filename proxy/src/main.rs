@@ -1,18 +1,57 @@
-//! `sluice-proxy`: the per-node IPVS service proxy.
-//!
-//! The service-proxy itself (watchers, planner, reconciler) is being built in
-//! the library; this binary currently reports the kernel's IPVS version.
+//! `sluice-proxy`: the per-node IPVS service proxy, a drop-in replacement
+//! for `kube-proxy --proxy-mode=ipvs`. See `sluice-proxy --help`.
+
+use clap::Parser;
+use sluice_proxy::app;
+use sluice_proxy::config::{Flags, ProxyConfig};
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
 
 fn main() -> std::process::ExitCode {
-    match ipvs_sys::IpvsClient::open().and_then(|mut c| c.info()) {
-        Ok(info) => {
-            println!(
-                "sluice-proxy: IPVS {} (connection table size {})",
-                info.version, info.conn_tab_size
-            );
-            std::process::ExitCode::SUCCESS
-        }
+    let flags = Flags::parse();
+    let cfg = match ProxyConfig::from_flags(&flags) {
+        Ok(c) => c,
         Err(e) => {
+            eprintln!("sluice-proxy: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(cfg.log_json);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-proxy: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        if cfg.cleanup {
+            app::cleanup(&cfg)
+                .await
+                .map(|()| tracing::info!("cleanup done"))
+        } else {
+            app::run(cfg).await
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sluice-proxy failed");
             eprintln!("sluice-proxy: {e}");
             std::process::ExitCode::FAILURE
         }

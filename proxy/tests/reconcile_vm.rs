@@ -3,30 +3,18 @@
 //! drain a live TCP connection within the bound, survive a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::Command;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ipvs_sys::{Destination, Scheduler, Service, ServiceKey};
 use sluice_proxy::plan::{ServicePortRef, VirtualServer};
 use sluice_proxy::reconcile::addresses::AddressReconciler;
 use sluice_proxy::reconcile::ipvs::{IpvsReconciler, Scope};
+use sluice_tests::netns::{ask, echo_server, pod, sh};
 
 #[test]
 fn reconcilers_in_the_ipvs_vm() {
     sluice_tests::vm::run_guest_tests("guest_");
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -48,49 +36,12 @@ fn vs(key: ServiceKey, dests: &[&str]) -> VirtualServer {
     }
 }
 
-/// A backend "pod": a network namespace behind a veth pair, 10.244.N.2,
-/// gateway 10.244.N.1 on the host side.
-fn pod(n: u8) -> String {
-    let ns = format!("pod{n}");
-    sh(&format!(
-        "ip netns add {ns} && ip link add vh{n} type veth peer name vp{n} netns {ns} && \
-         ip addr add 10.244.{n}.1/24 dev vh{n} && ip link set vh{n} up && \
-         ip -n {ns} addr add 10.244.{n}.2/24 dev vp{n} && ip -n {ns} link set vp{n} up && \
-         ip -n {ns} link set lo up && ip -n {ns} route add default via 10.244.{n}.1"
-    ));
-    ns
-}
-
-/// An echo server on `port` inside namespace `ns`, on its own thread.
-fn echo_server(ns: &str, port: u16) {
-    let path = format!("/run/netns/{ns}");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
-        tx.send(()).unwrap();
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 || c.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    rx.recv().unwrap();
-}
-
+/// Sends a line and checks the echo server answered it.
 fn echo(c: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
-    c.write_all(msg).unwrap();
-    let mut buf = vec![0u8; msg.len()];
-    c.read_exact(&mut buf).unwrap();
-    buf
+    let line = String::from_utf8_lossy(msg).into_owned();
+    let reply = ask(c, &line);
+    assert!(reply.ends_with(&line), "{reply:?}");
+    msg.to_vec()
 }
 
 fn connect(vip: &str) -> TcpStream {
@@ -205,8 +156,8 @@ fn guest_live_connection_drains_within_the_bound_and_survives_restart() {
     sh("ipvsadm -C");
     let p1 = pod(11);
     let p2 = pod(12);
-    echo_server(&p1, 8080);
-    echo_server(&p2, 8080);
+    echo_server(&p1, 8080, "pod11");
+    echo_server(&p2, 8080, "pod12");
     let key = ServiceKey::tcp(sa("10.96.1.10:80"));
     let both: BTreeMap<_, _> = [(key, vs(key, &["10.244.11.2:8080", "10.244.12.2:8080"]))].into();
     let grace = Duration::from_secs(4);

@@ -2,8 +2,13 @@
 //!
 //! * [`vm`]: boots Debian's stock kernel under qemu (the host kernel has no
 //!   IPVS) and runs test binaries inside it with the host filesystem visible.
+//! * [`netns`]: "pods" and "clients" as network namespaces behind veth pairs,
+//!   and small servers inside them.
+//! * `fake_api` (feature `fake-api`, on by default): a fake Kubernetes API
+//!   server with list/watch semantics for the real kube-rs client.
 
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
 
+pub mod netns;
 pub mod vm;

@@ -1,0 +1,249 @@
+//! The kernel side of a sync, run on a blocking thread: addresses, IPVS,
+//! netfilter, conntrack, in the order that never leaves traffic stranded —
+//! bind new addresses, reconcile IPVS (stale addresses still mark stale
+//! services as ours), rules and sets, then unbind stale addresses.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use ipvs_sys::{AddressFamily, Protocol, ServiceKey, Timeouts};
+
+use crate::config::{DetectLocal, ProxyConfig};
+use crate::netfilter::conntrack::{UdpFlows, delete_udp_flows};
+use crate::netfilter::iptables::InterfaceName;
+use crate::netfilter::sysctl::{KernelVersion, SysctlWriter, ipvs_sysctls};
+use crate::netfilter::{
+    LocalDetector, Netfilter, NetfilterConfig, SystemRunner, probe_random_fully,
+};
+use crate::plan::DesiredState;
+use crate::reconcile::addresses::AddressReconciler;
+use crate::reconcile::ipvs::{IpvsReconciler, Scope};
+
+/// What one kernel sync did.
+#[derive(Debug, Default, Clone)]
+pub struct KernelSync {
+    /// IPVS changes sent.
+    pub ipvs_ops: usize,
+    /// Addresses bound or unbound.
+    pub address_changes: usize,
+    /// iptables-restore failures during this sync.
+    pub iptables_restore_failures: u64,
+    /// Failures, as messages; the sync went on past each.
+    pub errors: Vec<String>,
+}
+
+/// Owns every kernel handle of the proxy.
+pub struct Engine {
+    ipvs: IpvsReconciler,
+    addrs: AddressReconciler,
+    netfilter: Netfilter,
+    runner: SystemRunner,
+}
+
+fn detector(cfg: &ProxyConfig) -> Result<LocalDetector, String> {
+    Ok(match &cfg.detect_local {
+        DetectLocal::None => LocalDetector::None,
+        DetectLocal::ClusterCidr => LocalDetector::ClusterCidrs(cfg.cluster_cidrs.clone()),
+        // The node's pod CIDRs come from the Node object; until the planner
+        // hands them over, fall back to no detection (documented).
+        DetectLocal::NodeCidr => LocalDetector::None,
+        DetectLocal::BridgeInterface(b) => {
+            LocalDetector::BridgeInterface(InterfaceName::new(b).map_err(|e| format!("{e:?}"))?)
+        }
+        DetectLocal::InterfaceNamePrefix(p) => {
+            LocalDetector::InterfaceNamePrefix(InterfaceName::new(p).map_err(|e| format!("{e:?}"))?)
+        }
+    })
+}
+
+impl Engine {
+    /// Opens IPVS, rtnetlink and netfilter for `families`.
+    pub fn open(cfg: &ProxyConfig, families: &[AddressFamily]) -> Result<Self, String> {
+        let runner = SystemRunner::new();
+        let random_fully = families.iter().all(|f| probe_random_fully(&runner, *f));
+        let nf_cfg = NetfilterConfig {
+            families: families.to_vec(),
+            masquerade_all: cfg.masquerade_all,
+            masquerade_bit: cfg.masquerade_bit,
+            local_detector: detector(cfg)?,
+            random_fully,
+        };
+        Ok(Self {
+            ipvs: IpvsReconciler::open(cfg.graceful_termination_period, cfg.exclude_cidrs.clone())
+                .map_err(|e| e.to_string())?,
+            addrs: AddressReconciler::open().map_err(|e| e.to_string())?,
+            netfilter: Netfilter::new(runner.clone(), nf_cfg).map_err(|e| format!("{e:?}"))?,
+            runner,
+        })
+    }
+
+    /// Sets kube-proxy's sysctls and the IPVS timeouts; returns problems.
+    pub fn prepare_kernel(&mut self, cfg: &ProxyConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        match KernelVersion::read(Path::new("/proc/sys")) {
+            Ok(kernel) => {
+                let plan = ipvs_sysctls(kernel, cfg.strict_arp);
+                for (s, r) in SysctlWriter::default().ensure_all(&plan.sysctls) {
+                    if let Err(e) = r {
+                        problems.push(format!("sysctl {s:?}: {e:?}"));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("kernel version: {e}")),
+        }
+        let t = Timeouts {
+            tcp: cfg.timeouts.tcp.as_secs() as u32,
+            tcp_fin: cfg.timeouts.tcp_fin.as_secs() as u32,
+            udp: cfg.timeouts.udp.as_secs() as u32,
+        };
+        if t != Timeouts::default()
+            && let Err(e) = self.ipvs.client().set_timeouts(&t)
+        {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+
+    /// Local addresses of the node, except kube-ipvs0's.
+    pub fn node_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String> {
+        self.addrs.node_addresses().map_err(|e| e.to_string())
+    }
+
+    /// Real servers currently draining.
+    pub fn draining(&self) -> usize {
+        self.ipvs.draining().len()
+    }
+
+    /// Brings the kernel to `desired`. `scope` limits the IPVS diff;
+    /// `netfilter` and `addresses` say whether those parts can have changed.
+    pub fn sync(
+        &mut self,
+        desired: &DesiredState,
+        scope: Scope<'_>,
+        netfilter: bool,
+        addresses: bool,
+    ) -> KernelSync {
+        let mut out = KernelSync::default();
+        if addresses {
+            match self.addrs.bind_missing(&desired.bound_addresses) {
+                Ok(r) => {
+                    out.address_changes += r.added;
+                    out.errors.extend(r.failed);
+                }
+                Err(e) => out.errors.push(e.to_string()),
+            }
+        }
+        let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
+        let node = self.addrs.node_addresses().unwrap_or_default();
+        match self.ipvs.sync(
+            &desired.virtual_servers,
+            scope,
+            &dummy,
+            &node,
+            Instant::now(),
+        ) {
+            Ok(r) => {
+                out.ipvs_ops += r.ops;
+                out.errors.extend(r.failed);
+                self.clear_udp(&r.removed_udp, desired, &mut out);
+            }
+            Err(e) => out.errors.push(e.to_string()),
+        }
+        if netfilter {
+            let before = self.netfilter.iptables_restore_failures();
+            match self.netfilter.sync(desired) {
+                Ok(r) => {
+                    for rej in r.rejected {
+                        out.errors.push(format!("ipset entry skipped: {rej:?}"));
+                    }
+                }
+                Err(e) => out.errors.push(format!("netfilter: {e:?}")),
+            }
+            out.iptables_restore_failures = self.netfilter.iptables_restore_failures() - before;
+        }
+        if addresses {
+            match self.addrs.unbind_stale(&desired.bound_addresses) {
+                Ok(r) => {
+                    out.address_changes += r.removed;
+                    out.errors.extend(r.failed);
+                }
+                Err(e) => out.errors.push(e.to_string()),
+            }
+        }
+        out
+    }
+
+    /// Deletes stale conntrack entries of removed UDP real servers.
+    fn clear_udp(
+        &self,
+        removed: &[(ServiceKey, std::net::SocketAddr)],
+        desired: &DesiredState,
+        out: &mut KernelSync,
+    ) {
+        for (key, ep) in removed {
+            let ServiceKey::Inet {
+                protocol: Protocol::Udp,
+                addr,
+            } = key
+            else {
+                continue;
+            };
+            // A node address means a NodePort: clear flows to that port on
+            // any node address.
+            let flows = if desired.bound_addresses.contains(&addr.ip()) {
+                UdpFlows::ToServiceIp {
+                    vip: addr.ip(),
+                    port: addr.port(),
+                    endpoint: ep.ip(),
+                }
+            } else {
+                UdpFlows::ToNodePort {
+                    port: addr.port(),
+                    endpoint: ep.ip(),
+                }
+            };
+            if let Err(e) = delete_udp_flows(&self.runner, &flows) {
+                out.errors
+                    .push(format!("conntrack cleanup for {key} -> {ep}: {e:?}"));
+            }
+        }
+    }
+
+    /// Deletes drained real servers that are done or past their bound.
+    pub fn drain_tick(&mut self, desired: &DesiredState) -> KernelSync {
+        let mut out = KernelSync::default();
+        let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
+        let node = self.addrs.node_addresses().unwrap_or_default();
+        match self
+            .ipvs
+            .process_drains(&desired.virtual_servers, &dummy, &node, Instant::now())
+        {
+            Ok(r) => {
+                out.ipvs_ops = r.ops;
+                out.errors.extend(r.failed);
+            }
+            Err(e) => out.errors.push(e.to_string()),
+        }
+        out
+    }
+
+    /// `--cleanup`: removes every virtual server of ours, our chains and
+    /// sets, and kube-ipvs0. Returns what failed.
+    pub fn cleanup(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
+        let node = self.addrs.node_addresses().unwrap_or_default();
+        if let Err(e) = self.ipvs.remove_all_ours(&dummy, &node) {
+            errors.push(e.to_string());
+        }
+        for e in self.netfilter.cleanup().errors {
+            errors.push(format!("{e:?}"));
+        }
+        if let Err(e) = self.addrs.remove_link() {
+            errors.push(e.to_string());
+        }
+        errors
+    }
+}

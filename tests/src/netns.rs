@@ -1,0 +1,101 @@
+//! Network-namespace helpers for tests that need "pods" and "clients": a
+//! namespace behind a veth pair, and small TCP servers running inside one.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+/// Runs a shell command, panicking with its stderr if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A "pod": namespace `pod{n}` behind veth `vh{n}`/`vp{n}`, address
+/// `10.244.{n}.2/24`, default route via the host side `10.244.{n}.1`.
+/// Returns the namespace name.
+pub fn pod(n: u8) -> String {
+    let ns = format!("pod{n}");
+    sh(&format!(
+        "ip netns add {ns} && ip link add vh{n} type veth peer name vp{n} netns {ns} && \
+         ip addr add 10.244.{n}.1/24 dev vh{n} && ip link set vh{n} up && \
+         ip -n {ns} addr add 10.244.{n}.2/24 dev vp{n} && ip -n {ns} link set vp{n} up && \
+         ip -n {ns} link set lo up && ip -n {ns} route add default via 10.244.{n}.1"
+    ));
+    ns
+}
+
+/// Runs `f` on a new thread whose network namespace is `ns`.
+pub fn spawn_in_netns<F>(ns: &str, f: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns affects only this thread; the fd is valid for the call.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f();
+    })
+}
+
+/// Starts a TCP server on `port` in namespace `ns`: each line it receives is
+/// answered with `NAME PEER-IP LINE` (so a test sees which backend answered
+/// and which source address it saw). Returns once it is listening.
+pub fn echo_server(ns: &str, port: u16, name: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = name.to_owned();
+    spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(("::", port))
+            .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+            .unwrap();
+        tx.send(()).unwrap();
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let peer = c
+                    .peer_addr()
+                    .map(|a| a.ip().to_canonical().to_string())
+                    .unwrap_or_default();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let line = String::from_utf8_lossy(&buf[..n]);
+                    let reply = format!("{name} {peer} {}\n", line.trim_end());
+                    if c.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// Sends one line on `conn` and returns the server's reply line.
+pub fn ask(conn: &mut std::net::TcpStream, line: &str) -> String {
+    conn.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while conn.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+        if byte[0] == b'\n' {
+            break;
+        }
+        out.push(byte[0]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
