@@ -7,7 +7,11 @@
 //!
 //! **Retries.** A request whose connection attempt failed is sent again
 //! to another endpoint when its method is idempotent (GET, HEAD, OPTIONS,
-//! PUT, DELETE, TRACE) and no body byte left the gateway. The body is
+//! PUT, DELETE, TRACE) and no body byte left the gateway. The same holds
+//! when a pooled connection was closed or reset by the endpoint before
+//! any response arrived (the keep-alive race with a pod that is going
+//! away): safe for idempotent requests (RFC 9110 §9.2.2), and only a
+//! connect failure counts towards ejection. The body is
 //! handed to the client through [`ReclaimBody`], which only takes the real
 //! body on first poll: if the client never polled it (the connection was
 //! never made), it is taken back and reused. Nothing else is retried: a
@@ -190,7 +194,13 @@ impl Clients {
                     }
                     tracing::debug!(%addr, "connect failed, retrying on another endpoint");
                 }
-                Ok(Err(source)) => return Err(UpstreamError::Request { addr, source }),
+                Ok(Err(source)) => {
+                    let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                    if !(may_retry && body_unsent && closed_before_response(&source)) {
+                        return Err(UpstreamError::Request { addr, source });
+                    }
+                    tracing::debug!(%addr, error = %source, "pooled connection closed, retrying on another endpoint");
+                }
                 Err(_) => {
                     return Err(UpstreamError::Timeout {
                         addr,
@@ -200,6 +210,32 @@ impl Clients {
             }
         }
     }
+}
+
+/// Whether a send failed because the (pooled) connection closed or reset
+/// before any response arrived: the keep-alive race with an endpoint that
+/// is going away.
+fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn clone_parts(p: &Parts) -> Parts {
