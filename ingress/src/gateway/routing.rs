@@ -18,7 +18,7 @@ use super::tls::CertStore;
 /// Everything a request is routed with. Cheap to clone (all `Arc`s).
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
-    /// The route table from [`crate::routes::build`].
+    /// The route table from [`crate::routes::build()`].
     pub table: Arc<RouteTable>,
     /// Ready endpoints per Service port.
     pub endpoints: Arc<Endpoints>,
