@@ -176,9 +176,16 @@ where
             config.prefer_same_traffic_distribution,
         );
         let internal = destinations(cat.pick(svc.internal_policy_local));
-        let external = destinations(cat.pick(svc.external_policy_local));
+        let external_own;
+        let external =
+            if externally_accessible && svc.external_policy_local != svc.internal_policy_local {
+                external_own = destinations(cat.pick(svc.external_policy_local));
+                &external_own
+            } else {
+                &internal
+            };
         for ep in eps.iter().filter(|e| e.local) {
-            if ep.ready {
+            if ep.ready && svc.health_check_node_port.is_some() {
                 local_ready[*fi].insert(ep.addr.ip());
             }
             // KUBE-LOOP-BACK: every local endpoint, ready or not.
@@ -193,7 +200,7 @@ where
                 },
             );
         }
-        b.port(f, port, &template, node, &internal, &external);
+        b.port(f, port, &template, node, &internal, external);
     }
 
     // healthCheckNodePort: one server, registered in each planned family's
@@ -265,10 +272,12 @@ impl FamilyInputs {
             .filter(|n| AddressFamily::of(&n.addr()) == family)
             .copied()
             .collect();
-        let node_ips = node.source_range_ips(family);
-        let node_allowed = source_ranges
-            .iter()
-            .any(|n| node_ips.iter().any(|ip| n.contains(ip)));
+        let node_allowed = !source_ranges.is_empty() && {
+            let node_ips = node.source_range_ips(family);
+            source_ranges
+                .iter()
+                .any(|n| node_ips.iter().any(|ip| n.contains(ip)))
+        };
         let node_port_ips = if svc.ports.iter().any(|p| p.node_port.is_some()) {
             node.node_port_ips(family, &config.node_port_addresses)
         } else {

@@ -1,8 +1,6 @@
 //! Endpoint selection: kube-proxy's `pkg/proxy/topology.go`
 //! (`CategorizeEndpoints`) and the EndpointSlice cache's join.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 
 use ipvs_sys::{AddressFamily, Protocol};
@@ -35,38 +33,28 @@ pub(crate) fn gather<'a>(
     node: &NodeFacts,
 ) -> Vec<Ep<'a>> {
     let mut out: Vec<Ep<'a>> = Vec::new();
-    let mut index: HashMap<SocketAddr, usize> = HashMap::new();
     for slice in slices.iter().filter(|s| s.family == family) {
         for sp in slice
             .ports
             .iter()
             .filter(|p| p.name == name && p.protocol == protocol)
         {
-            for e in &slice.endpoints {
-                let ep = Ep {
-                    addr: SocketAddr::new(e.ip, sp.port),
-                    local: node.is_local(e.node_name.as_deref()),
-                    ready: e.ready,
-                    serving: e.serving,
-                    terminating: e.terminating,
-                    zone_hints: &e.zone_hints,
-                    node_hints: &e.node_hints,
-                };
-                match index.entry(ep.addr) {
-                    Entry::Vacant(v) => {
-                        v.insert(out.len());
-                        out.push(ep);
-                    }
-                    Entry::Occupied(o) => {
-                        if ep.local {
-                            out[*o.get()] = ep;
-                        }
-                    }
-                }
-            }
+            out.reserve(slice.endpoints.len());
+            out.extend(slice.endpoints.iter().map(|e| Ep {
+                addr: SocketAddr::new(e.ip, sp.port),
+                local: node.is_local(e.node_name.as_deref()),
+                ready: e.ready,
+                serving: e.serving,
+                terminating: e.terminating,
+                zone_hints: &e.zone_hints,
+                node_hints: &e.node_hints,
+            }));
         }
     }
-    out.sort_by_key(|e| e.addr);
+    // Stable sort, local copies first: dedup keeps the first local copy, or
+    // the first copy when none is local.
+    out.sort_by_key(|e| (e.addr, !e.local));
+    out.dedup_by_key(|e| e.addr);
     out
 }
 
