@@ -48,8 +48,9 @@ pub struct ServiceView {
     /// `spec.externalIPs`, deduplicated.
     pub external_ips: Vec<IpAddr>,
     /// `status.loadBalancer.ingress[].ip` with `ipMode` VIP (or unset),
-    /// deduplicated. Hostname-only and `ipMode: Proxy` ingress is left out:
-    /// the load balancer, not this node, answers on those.
+    /// deduplicated, whatever the Service's type (as kube-proxy).
+    /// Hostname-only and `ipMode: Proxy` ingress is left out: the load
+    /// balancer, not this node, answers on those.
     pub load_balancer_ips: Vec<IpAddr>,
     /// `spec.loadBalancerSourceRanges`, host bits cleared, deduplicated.
     pub source_ranges: Vec<IpNet>,
