@@ -257,6 +257,11 @@ fn showcase() -> Vec<ipvsadm::Entry> {
     );
     mh.flags |= ServiceFlags::MH_PORT;
     entries.push((mh, vec![Destination::masq(sa("10.21.0.4:80"))]));
+    // SIP persistence engine (ip_vs_pe_sip, autoloaded) on a UDP service.
+    let mut sip =
+        Service::new(ServiceKey::udp(sa("10.11.0.7:5060")), Scheduler::RoundRobin).persistent(120);
+    sip.persistence_engine = Some(ModuleName::new("sip").unwrap());
+    entries.push((sip, vec![Destination::masq(sa("10.21.0.7:5060"))]));
     let sctp = Service::new(
         ServiceKey::sctp(sa("10.11.0.5:3868")),
         Scheduler::RoundRobin,
