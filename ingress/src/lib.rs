@@ -5,5 +5,6 @@
 //! objects are turned into typed values ([`routes::RouteTable`]) that the
 //! gateway consults directly.
 
+pub mod controller;
 pub mod gateway;
 pub mod routes;
