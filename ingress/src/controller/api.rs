@@ -1,0 +1,133 @@
+//! Writes to the API server: Ingress status and Warning Events.
+//!
+//! Status is written by every replica (there is no leader election yet):
+//! each one writes the same `--publish-status-address`, so concurrent
+//! writers agree. Only our Ingresses get status; Ingresses of other classes
+//! are never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::run::Update;
+use super::snapshot::ObjectKey;
+
+/// The `status.loadBalancer.ingress` entry for an address: `ip` when it
+/// parses as one, else `hostname`.
+pub fn status_entry(address: &str) -> Value {
+    match address.parse::<IpAddr>() {
+        Ok(_) => json!({ "ip": address }),
+        Err(_) => json!({ "hostname": address }),
+    }
+}
+
+fn current_entries(ingress: &Ingress) -> Vec<Value> {
+    ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|v| {
+            v.iter()
+                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Follows `updates` and writes `status.loadBalancer.ingress` =
+/// `[address]` on each of our Ingresses whose status differs. Returns when
+/// the sender is dropped.
+pub async fn write_status(
+    client: Client,
+    address: String,
+    mut updates: watch::Receiver<Option<Arc<Update>>>,
+) {
+    let want = vec![status_entry(&address)];
+    // The resourceVersion each Ingress had when we last patched it: no
+    // second patch until the watch shows a newer version.
+    let mut patched: HashMap<ObjectKey, Option<String>> = HashMap::new();
+    loop {
+        let update = updates.borrow_and_update().clone();
+        if let Some(update) = update {
+            for r in &update.computed.ours {
+                let key = ObjectKey::new(&r.namespace, &r.name);
+                let Some(ing) = update.snapshot.ingresses.get(&key) else {
+                    continue;
+                };
+                if current_entries(ing) == want {
+                    continue;
+                }
+                let rv = ing.metadata.resource_version.clone();
+                if patched.get(&key) == Some(&rv) {
+                    continue;
+                }
+                let api = Api::<Ingress>::namespaced(client.clone(), &r.namespace);
+                let patch = json!({"status": {"loadBalancer": {"ingress": want}}});
+                match api
+                    .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(ingress = %r, %address, "wrote status");
+                        patched.insert(key, rv);
+                    }
+                    Err(e) => tracing::warn!(ingress = %r, error = %e, "writing status failed"),
+                }
+            }
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Follows `updates` and publishes each new warning (conflict, problem,
+/// unresolved backend or certificate) as a Warning Event on its Ingress.
+pub async fn publish_events(client: Client, mut updates: watch::Receiver<Option<Arc<Update>>>) {
+    let reporter = Reporter {
+        controller: "sluice-ingress".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client, reporter);
+    let mut seen: HashSet<(ObjectKey, &'static str, String)> = HashSet::new();
+    loop {
+        let update = updates.borrow_and_update().clone();
+        if let Some(update) = update {
+            let mut now = HashSet::new();
+            for (ingress, reason, message) in update.computed.warnings() {
+                let Some(r) = ingress else { continue };
+                let key = ObjectKey::new(&r.namespace, &r.name);
+                let id = (key.clone(), reason, message.clone());
+                now.insert(id.clone());
+                if seen.contains(&id) {
+                    continue;
+                }
+                let Some(ing) = update.snapshot.ingresses.get(&key) else {
+                    continue;
+                };
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: reason.to_owned(),
+                    note: Some(message.chars().take(1000).collect()),
+                    action: "Sync".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &ing.object_ref(&())).await {
+                    tracing::warn!(ingress = %r, error = %e, "publishing event failed");
+                }
+            }
+            seen = now;
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
