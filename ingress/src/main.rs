@@ -1,8 +1,323 @@
-//! `sluice-ingress`: Ingress controller and L7 gateway.
+//! `sluice-ingress`: Ingress controller and L7 gateway. See
+//! `sluice-ingress --help`.
 //!
-//! The gateway is tracked in its own issue; until it lands this binary only
-//! identifies itself.
+//! Objects come from the API server (kube-rs watchers) or, with
+//! `--manifests DIR`, from a polled directory of YAML files. Every change is
+//! turned into a routing snapshot (debounced) and swapped into the gateway
+//! without touching connections. The listeners open once the first snapshot
+//! is computed; the admin listener serves `/healthz`, `/readyz` (ready after
+//! the first snapshot) and `/metrics` from the start.
 
-fn main() {
-    println!("sluice-ingress {}", env!("CARGO_PKG_VERSION"));
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::registry::Registry;
+use sluice_ingress::controller::{self, ControllerConfig, Update};
+use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, Metrics};
+use sluice_ingress::routes::SecretRef;
+use sluice_ingress::routes::class::DEFAULT_CONTROLLER;
+use tokio::sync::{mpsc, watch};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Ingress/IngressClass controller and L7 gateway.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-ingress", version)]
+struct Flags {
+    /// Read objects from YAML/JSON files in DIR (polled every second)
+    /// instead of the API server.
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// Kubeconfig to reach the API server (default: in-cluster or
+    /// $KUBECONFIG / ~/.kube/config).
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+    kubeconfig: Option<PathBuf>,
+    /// Plain HTTP listener.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    http_addr: SocketAddr,
+    /// HTTPS listener.
+    #[arg(long, default_value = "0.0.0.0:443")]
+    https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "127.0.0.1:10254")]
+    admin_addr: SocketAddr,
+    /// The IngressClass `spec.controller` value handled.
+    #[arg(long, default_value = DEFAULT_CONTROLLER)]
+    controller_class: String,
+    /// Also handle Ingresses without any class.
+    #[arg(long)]
+    watch_ingress_without_class: bool,
+    /// Certificate Secret (NAMESPACE/NAME) served when SNI matches no
+    /// Ingress certificate; read once, when the listeners open.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_secret_ref)]
+    default_ssl_certificate: Option<SecretRef>,
+    /// Address (IP or hostname) written into the status of our Ingresses
+    /// (API server only).
+    #[arg(long, value_name = "ADDRESS")]
+    publish_status_address: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn parse_secret_ref(s: &str) -> Result<SecretRef, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(SecretRef {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            })
+        }
+        _ => Err(format!("want NAMESPACE/NAME, got {s:?}")),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    init_logging(flags.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-ingress: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(flags)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("sluice-ingress: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("kubeconfig: {e}"))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("kubeconfig: {e}"))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("kube config: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))
+}
+
+/// Logs the warnings of an update that were not in the previous one.
+fn log_warnings(update: &Update, seen: &mut HashSet<String>) {
+    let mut now = HashSet::new();
+    for (ingress, reason, message) in update.computed.warnings() {
+        let line = match &ingress {
+            Some(i) => format!("{reason}: ingress {i}: {message}"),
+            None => format!("{reason}: {message}"),
+        };
+        if !seen.contains(&line) {
+            tracing::warn!("{line}");
+        }
+        now.insert(line);
+    }
+    *seen = now;
+}
+
+async fn run(flags: Flags) -> Result<(), String> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let registry = Arc::new(registry);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let admin = tokio::net::TcpListener::bind(flags.admin_addr)
+        .await
+        .map_err(|e| format!("admin listener {}: {e}", flags.admin_addr))?;
+    tracing::info!(addr = %admin.local_addr().map_err(|e| e.to_string())?, "admin listening");
+    tokio::spawn(serve_admin(admin, registry.clone(), ready.clone()));
+
+    let config = ControllerConfig {
+        controller: flags.controller_class.clone(),
+        watch_ingress_without_class: flags.watch_ingress_without_class,
+        default_ssl_certificate: flags.default_ssl_certificate.clone(),
+    };
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (up_tx, mut up_rx) = watch::channel(None::<Arc<Update>>);
+    match &flags.manifests {
+        Some(dir) => {
+            if flags.publish_status_address.is_some() {
+                tracing::warn!("--publish-status-address is ignored with --manifests");
+            }
+            tokio::spawn(controller::manifests::watch(
+                dir.clone(),
+                ev_tx,
+                Duration::from_secs(1),
+            ));
+        }
+        None => {
+            let client = kube_client(flags.kubeconfig.as_ref()).await?;
+            tokio::spawn(controller::kube::run(client.clone(), ev_tx));
+            tokio::spawn(controller::api::publish_events(
+                client.clone(),
+                up_tx.subscribe(),
+            ));
+            if let Some(addr) = flags.publish_status_address.clone() {
+                tokio::spawn(controller::api::write_status(
+                    client,
+                    addr,
+                    up_tx.subscribe(),
+                ));
+            }
+        }
+    }
+    tokio::spawn(controller::run(config, ev_rx, up_tx, controller::DEBOUNCE));
+
+    // The first snapshot.
+    let first = tokio::select! {
+        r = up_rx.wait_for(|u| u.is_some()) => match r {
+            Ok(u) => u.clone().ok_or("no snapshot")?,
+            Err(_) => return Err("controller stopped before the first snapshot".into()),
+        },
+        _ = shutdown_signal() => return Ok(()),
+    };
+    let default_certificate = flags
+        .default_ssl_certificate
+        .as_ref()
+        .and_then(|r| first.computed.routing.certs.get(r).cloned());
+    if flags.default_ssl_certificate.is_some() && default_certificate.is_none() {
+        tracing::warn!("--default-ssl-certificate not loaded; using a self-signed certificate");
+    }
+    let gw_config = GatewayConfig {
+        http_addr: Some(flags.http_addr),
+        https_addr: Some(flags.https_addr),
+        https_redirect_port: Some(flags.https_addr.port()),
+        default_certificate,
+        access_log: AccessLogFormat::default(),
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(gw_config, metrics).map_err(|e| format!("gateway: {e}"))?;
+    let mut seen = HashSet::new();
+    gateway.update(first.computed.routing.clone());
+    log_warnings(&first, &mut seen);
+    let server = gateway
+        .bind()
+        .await
+        .map_err(|e| format!("listeners: {e}"))?;
+    tracing::info!(
+        http = ?server.http_addr(),
+        https = ?server.https_addr(),
+        routes = first.computed.routing.table.len(),
+        "gateway listening"
+    );
+    ready.store(true, Ordering::SeqCst);
+
+    let gw = gateway.clone();
+    tokio::spawn(async move {
+        while up_rx.changed().await.is_ok() {
+            let update = up_rx.borrow_and_update().clone();
+            if let Some(update) = update {
+                gw.update(update.computed.routing.clone());
+                tracing::info!(
+                    generation = update.generation,
+                    routes = update.computed.routing.table.len(),
+                    "routing updated"
+                );
+                log_warnings(&update, &mut seen);
+            }
+        }
+    });
+
+    server.serve(shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let registry = registry.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = admin_response(req.uri().path(), &registry, &ready);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn admin_response(path: &str, registry: &Registry, ready: &AtomicBool) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" if ready.load(Ordering::SeqCst) => (StatusCode::OK, "ready\n".to_owned()),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first routing snapshot\n".to_owned(),
+        ),
+        "/metrics" => {
+            let mut out = String::new();
+            match prometheus_client::encoding::text::encode(&mut out, registry) {
+                Ok(()) => (StatusCode::OK, out),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
 }
