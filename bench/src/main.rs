@@ -5,13 +5,15 @@
 //! `BENCHMARKS.md` at the repository root for method and latest numbers.
 
 mod ipvs_sync;
+mod proxy_sync;
 mod stats;
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ipvs-sync") => ipvs_sync::run(&args[1..]),
-        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R]".into()),
+        Some("proxy-sync") => proxy_sync::run(&args[1..]),
+        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN]".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -36,6 +36,9 @@ pub struct KernelSync {
 
 /// Owns every kernel handle of the proxy.
 pub struct Engine {
+    /// Addresses on kube-ipvs0 as last read: they mark stale virtual
+    /// servers as ours without an address dump per incremental sync.
+    dummy: Option<BTreeSet<IpAddr>>,
     ipvs: IpvsReconciler,
     addrs: AddressReconciler,
     netfilter: Netfilter,
@@ -71,6 +74,7 @@ impl Engine {
             random_fully,
         };
         Ok(Self {
+            dummy: None,
             ipvs: IpvsReconciler::open(cfg.graceful_termination_period, cfg.exclude_cidrs.clone())
                 .map_err(|e| e.to_string())?,
             addrs: AddressReconciler::open().map_err(|e| e.to_string())?,
@@ -124,6 +128,7 @@ impl Engine {
         scope: Scope<'_>,
         netfilter: bool,
         addresses: bool,
+        node_addrs: &BTreeSet<IpAddr>,
     ) -> KernelSync {
         let mut out = KernelSync::default();
         if addresses {
@@ -135,13 +140,15 @@ impl Engine {
                 Err(e) => out.errors.push(e.to_string()),
             }
         }
-        let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
-        let node = self.addrs.node_addresses().unwrap_or_default();
+        if addresses || self.dummy.is_none() || matches!(scope, Scope::Full) {
+            self.dummy = self.addrs.current().map(|(_, a)| a).ok();
+        }
+        let dummy = self.dummy.clone().unwrap_or_default();
         match self.ipvs.sync(
             &desired.virtual_servers,
             scope,
             &dummy,
-            &node,
+            node_addrs,
             Instant::now(),
         ) {
             Ok(r) => {
@@ -166,6 +173,8 @@ impl Engine {
         if addresses {
             match self.addrs.unbind_stale(&desired.bound_addresses) {
                 Ok(r) => {
+                    // Re-read on the next sync: this one removed some.
+                    self.dummy = None;
                     out.address_changes += r.removed;
                     out.errors.extend(r.failed);
                 }

@@ -166,6 +166,7 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
     let mut last_sync: Option<Instant> = None;
     let mut last_full: Option<Instant> = None;
     let mut last_drain = Instant::now();
+    let mut node_addrs: Option<BTreeSet<std::net::IpAddr>> = None;
     let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,7 +200,7 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         if !full_due && !inc_due {
             if engine.draining() > 0 && now.duration_since(last_drain) >= Duration::from_secs(1) {
                 last_drain = now;
-                let desired = planning.full().state.clone();
+                let desired = planning.desired();
                 let (e, r) = blocking(engine, move |e| e.drain_tick(&desired)).await?;
                 engine = e;
                 log_errors(&r.errors);
@@ -207,10 +208,15 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             continue;
         }
         let started = Instant::now();
-        // Node facts: the Node object (if any) plus the local addresses.
-        let (e, addrs) = blocking(engine, |e| e.node_addresses()).await?;
-        engine = e;
-        let addrs = addrs.unwrap_or_default();
+        // Node facts: the Node object (if any) plus the local addresses,
+        // re-read on full syncs (startup and every syncPeriod); a dump of
+        // every address per incremental sync would cost more than the sync.
+        if full_due || node_addrs.is_none() {
+            let (e, addrs) = blocking(engine, |e| e.node_addresses()).await?;
+            engine = e;
+            node_addrs = Some(addrs.unwrap_or_default());
+        }
+        let addrs = node_addrs.clone().unwrap_or_default();
         let facts = match snap.nodes.get(&node) {
             Some(n) => NodeFacts::from_node(n, addrs),
             None => NodeFacts {
@@ -224,18 +230,19 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         }
         let dirty = std::mem::take(&mut pending);
         let changed = planning.update(&snap, &dirty, facts, &planner_cfg);
-        let desired = planning.full().state.clone();
+        let desired = planning.desired();
         let full = full_due || changed.everything;
         let keys = changed.virtual_servers.clone();
         let (netfilter, addresses) = (full || changed.netfilter, full || changed.addresses);
         let hc = desired.health_checks.clone();
+        let node = node_addrs.clone().unwrap_or_default();
         let (e, r) = blocking(engine, move |e| {
             let scope = if full {
                 Scope::Full
             } else {
                 Scope::Keys(&keys)
             };
-            e.sync(&desired, scope, netfilter, addresses)
+            e.sync(&desired, scope, netfilter, addresses, &node)
         })
         .await?;
         engine = e;

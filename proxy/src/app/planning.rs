@@ -3,6 +3,7 @@
 //! the node's facts change), and what the change means for the kernel.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ipvs_sys::ServiceKey;
 
@@ -29,7 +30,8 @@ pub struct Planning {
     plans: BTreeMap<ObjectKey, ServicePlan>,
     rejected: BTreeMap<ObjectKey, Vec<Problem>>,
     facts: Option<NodeFacts>,
-    full: FullPlan,
+    desired: Arc<DesiredState>,
+    problems: Vec<Problem>,
 }
 
 fn plan_one(
@@ -65,14 +67,15 @@ fn plan_one(
 }
 
 impl Planning {
-    /// The current desired state of the node and its problems.
-    pub fn full(&self) -> &FullPlan {
-        &self.full
+    /// The current desired state of the node, shared (syncs run on another
+    /// thread; a 100,000-endpoint state is not cheap to copy).
+    pub fn desired(&self) -> Arc<DesiredState> {
+        self.desired.clone()
     }
 
     /// Every problem, including Services rejected as a whole.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut all = self.full.problems.clone();
+        let mut all = self.problems.clone();
         all.extend(self.rejected.values().flatten().cloned());
         all
     }
@@ -130,18 +133,19 @@ impl Planning {
         // Merging keeps cross-Service conflict resolution in one place; a
         // changed winner shows up as a changed virtual server above only for
         // the Services re-planned, so compare the merged result too.
-        let merged = DesiredState::from_plans(self.plans.values());
-        for (k, vs) in &merged.state.virtual_servers {
-            if self.full.state.virtual_servers.get(k) != Some(vs) {
+        let FullPlan { state, problems } = DesiredState::from_plans(self.plans.values());
+        for (k, vs) in &state.virtual_servers {
+            if self.desired.virtual_servers.get(k) != Some(vs) {
                 out.virtual_servers.insert(*k);
             }
         }
-        for k in self.full.state.virtual_servers.keys() {
-            if !merged.state.virtual_servers.contains_key(k) {
+        for k in self.desired.virtual_servers.keys() {
+            if !state.virtual_servers.contains_key(k) {
                 out.virtual_servers.insert(*k);
             }
         }
-        self.full = merged;
+        self.desired = Arc::new(state);
+        self.problems = problems;
         out
     }
 }
