@@ -1,0 +1,190 @@
+//! The controller against a fake API server driven by the real kube-rs
+//! client: routing follows creates, updates and deletes; status is written
+//! on our Ingresses only; Warning Events are published; only TLS Secrets
+//! are watched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use serde_json::{Value, json};
+use sluice_ingress::controller::{self, ControllerConfig, ObjectKey, Update};
+use sluice_ingress::gateway::ServiceKey;
+use sluice_ingress::routes::PortRef;
+use sluice_tests::fake_api::FakeApiServer;
+use tokio::sync::{mpsc, watch};
+
+fn ingress(name: &str, class: &str, host: &str, service: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": service, "port": {"name": "http"}}}
+        }]}}]}
+    })
+}
+
+fn slice(ip: &str) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]
+    })
+}
+
+fn addrs(u: &Update) -> Vec<String> {
+    let key = ServiceKey::new("default", "web", PortRef::Name("http".into()));
+    u.computed
+        .routing
+        .endpoints
+        .get(&key)
+        .map(|s| s.addrs().iter().map(|a| a.to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_update(
+    rx: &mut watch::Receiver<Option<Arc<Update>>>,
+    what: &str,
+    mut pred: impl FnMut(&Update) -> bool,
+) -> Arc<Update> {
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        rx.wait_for(|u| u.as_ref().is_some_and(|u| pred(u))),
+    )
+    .await;
+    match r {
+        Ok(Ok(u)) => u.clone().unwrap(),
+        _ => panic!("timed out waiting for {what}"),
+    }
+}
+
+fn lb_ips(api: &FakeApiServer, name: &str) -> Vec<String> {
+    let ing: Ingress = api.get(Some("default"), name).unwrap();
+    ing.status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.ip)
+        .collect()
+}
+
+#[tokio::test]
+async fn routing_follows_the_api_and_status_goes_to_ours_only() {
+    let api = FakeApiServer::start().await;
+    for (name, controller) in [
+        ("sluice", "sluice.dev/ingress-controller"),
+        ("nginx", "k8s.io/ingress-nginx"),
+    ] {
+        api.apply(&json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": name}, "spec": {"controller": controller}
+        }));
+    }
+    api.apply(&ingress("ours", "sluice", "a.test", "web"));
+    api.apply(&ingress("theirs", "nginx", "b.test", "web"));
+    api.apply(&json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }));
+    api.apply(&slice("10.0.0.1"));
+    api.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "password", "namespace": "default"},
+        "data": {"p": "c2VjcmV0"}
+    }));
+
+    let client = api.client();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (up_tx, mut up_rx) = watch::channel(None);
+    let tasks = vec![
+        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::api::write_status(
+            client.clone(),
+            "192.0.2.10".into(),
+            up_tx.subscribe(),
+        )),
+        tokio::spawn(controller::api::publish_events(client, up_tx.subscribe())),
+        tokio::spawn(controller::run(
+            ControllerConfig::default(),
+            ev_rx,
+            up_tx,
+            Duration::from_millis(20),
+        )),
+    ];
+
+    let u = wait_update(&mut up_rx, "first snapshot", |u| !addrs(u).is_empty()).await;
+    assert_eq!(addrs(&u), vec!["10.0.0.1:8080"]);
+    assert_eq!(u.computed.ours.len(), 1);
+    assert_eq!(u.computed.routing.table.routes().count(), 1);
+    // Only TLS Secrets are watched.
+    assert!(u.snapshot.secrets.is_empty());
+
+    // Status on ours, never on theirs.
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| lb_ips(a, "ours")
+            == vec!["192.0.2.10"])
+            .await
+    );
+
+    // Endpoint update.
+    api.apply(&slice("10.0.0.2"));
+    wait_update(&mut up_rx, "endpoint update", |u| {
+        addrs(u) == vec!["10.0.0.2:8080"]
+    })
+    .await;
+
+    // A second Ingress of ours with a missing Service: routed (503 at the
+    // gateway), reported, and an Event published.
+    api.apply(&ingress("ghost", "sluice", "c.test", "ghost"));
+    let u = wait_update(&mut up_rx, "second ingress", |u| u.computed.ours.len() == 2).await;
+    assert!(
+        u.computed
+            .issues
+            .iter()
+            .any(|i| i.message.contains("service default/ghost not found")),
+        "{:?}",
+        u.computed.issues
+    );
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| a.events().iter().any(|e| {
+            e.to_string().contains("Unresolved") && e.to_string().contains("ghost")
+        }))
+        .await,
+        "no Warning Event"
+    );
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| lb_ips(a, "ghost")
+            == vec!["192.0.2.10"])
+            .await
+    );
+
+    // A TLS Secret is seen.
+    api.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "cert", "namespace": "default"},
+        "data": {"tls.crt": "", "tls.key": ""}
+    }));
+    wait_update(&mut up_rx, "TLS secret", |u| {
+        u.snapshot
+            .secrets
+            .contains_key(&ObjectKey::new("default", "cert"))
+    })
+    .await;
+
+    // Delete ours: its route goes.
+    api.delete::<Ingress>(Some("default"), "ours");
+    let u = wait_update(&mut up_rx, "delete", |u| u.computed.ours.len() == 1).await;
+    assert_eq!(u.computed.routing.table.routes().count(), 1);
+    assert!(addrs(&u).is_empty());
+
+    assert!(lb_ips(&api, "theirs").is_empty());
+    for t in tasks {
+        t.abort();
+    }
+}
