@@ -21,6 +21,7 @@ use clap::{Parser, ValueEnum};
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
+use sluice_ingress::controller::leader::LeaseConfig;
 use sluice_ingress::controller::{self, ControllerConfig, Update};
 use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, Metrics};
 use sluice_ingress::routes::SecretRef;
@@ -71,6 +72,12 @@ struct Flags {
     /// (API server only).
     #[arg(long, value_name = "ADDRESS")]
     publish_status_address: Option<String>,
+    /// Name of the Lease electing the replica that writes status.
+    #[arg(long, default_value = "sluice-ingress-leader")]
+    election_id: String,
+    /// Namespace of the election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    election_namespace: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -153,6 +160,18 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
     kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))
 }
 
+/// This replica's election identity: `$POD_NAME`, else the host name and
+/// process id.
+fn identity() -> String {
+    if let Ok(p) = std::env::var("POD_NAME") {
+        return p;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "sluice-ingress".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 /// Logs the warnings of an update that were not in the previous one.
 fn log_warnings(update: &Update, seen: &mut HashSet<String>) {
     let mut now = HashSet::new();
@@ -207,10 +226,20 @@ async fn run(flags: Flags) -> Result<(), String> {
                 up_tx.subscribe(),
             ));
             if let Some(addr) = flags.publish_status_address.clone() {
+                let (leader_tx, leader_rx) = watch::channel(false);
+                let lease = LeaseConfig {
+                    namespace: flags.election_namespace.clone(),
+                    name: flags.election_id.clone(),
+                    identity: identity(),
+                    lease_duration: Duration::from_secs(15),
+                    retry: Duration::from_secs(5),
+                };
+                tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx));
                 tokio::spawn(controller::api::write_status(
                     client,
                     addr,
                     up_tx.subscribe(),
+                    leader_rx,
                 ));
             }
         }

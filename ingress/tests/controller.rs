@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{Value, json};
+use sluice_ingress::controller::leader::{LeaseConfig, try_acquire_or_renew};
 use sluice_ingress::controller::{self, ControllerConfig, ObjectKey, Update};
 use sluice_ingress::gateway::ServiceKey;
 use sluice_ingress::routes::PortRef;
@@ -102,12 +104,22 @@ async fn routing_follows_the_api_and_status_goes_to_ours_only() {
     let client = api.client();
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (up_tx, mut up_rx) = watch::channel(None);
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let lease = LeaseConfig {
+        namespace: "default".into(),
+        name: "sluice-ingress-leader".into(),
+        identity: "replica-1".into(),
+        lease_duration: Duration::from_secs(15),
+        retry: Duration::from_millis(100),
+    };
     let tasks = vec![
         tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx)),
         tokio::spawn(controller::api::write_status(
             client.clone(),
             "192.0.2.10".into(),
             up_tx.subscribe(),
+            leader_rx,
         )),
         tokio::spawn(controller::api::publish_events(client, up_tx.subscribe())),
         tokio::spawn(controller::run(
@@ -184,6 +196,76 @@ async fn routing_follows_the_api_and_status_goes_to_ours_only() {
     assert!(addrs(&u).is_empty());
 
     assert!(lb_ips(&api, "theirs").is_empty());
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn lease_election_one_leader_takeover_after_expiry() {
+    let api = FakeApiServer::start().await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(api.client(), "default");
+    let cfg = |id: &str, secs: u64| LeaseConfig {
+        namespace: "default".into(),
+        name: "election".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(secs),
+        retry: Duration::from_millis(100),
+    };
+    assert!(try_acquire_or_renew(&leases, &cfg("a", 1)).await.unwrap());
+    assert!(!try_acquire_or_renew(&leases, &cfg("b", 1)).await.unwrap());
+    assert!(try_acquire_or_renew(&leases, &cfg("a", 1)).await.unwrap());
+    let lease: Lease = api.get(Some("default"), "election").unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("a"));
+    // "a" stops renewing; after the lease duration "b" takes over.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(try_acquire_or_renew(&leases, &cfg("b", 1)).await.unwrap());
+    assert!(!try_acquire_or_renew(&leases, &cfg("a", 1)).await.unwrap());
+    let spec = api
+        .get::<Lease>(Some("default"), "election")
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+}
+
+#[tokio::test]
+async fn no_status_without_leadership() {
+    let api = FakeApiServer::start().await;
+    api.apply(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "sluice"}, "spec": {"controller": "sluice.dev/ingress-controller"}
+    }));
+    api.apply(&ingress("ours", "sluice", "a.test", "web"));
+    let client = api.client();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (up_tx, mut up_rx) = watch::channel(None);
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::api::write_status(
+            client,
+            "192.0.2.10".into(),
+            up_tx.subscribe(),
+            leader_rx,
+        )),
+        tokio::spawn(controller::run(
+            ControllerConfig::default(),
+            ev_rx,
+            up_tx,
+            Duration::from_millis(20),
+        )),
+    ];
+    wait_update(&mut up_rx, "first snapshot", |u| u.computed.ours.len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(lb_ips(&api, "ours").is_empty(), "follower wrote status");
+    leader_tx.send_replace(true);
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| lb_ips(a, "ours")
+            == vec!["192.0.2.10"])
+            .await
+    );
     for t in tasks {
         t.abort();
     }

@@ -1,9 +1,8 @@
 //! Writes to the API server: Ingress status and Warning Events.
 //!
-//! Status is written by every replica (there is no leader election yet):
-//! each one writes the same `--publish-status-address`, so concurrent
-//! writers agree. Only our Ingresses get status; Ingresses of other classes
-//! are never touched.
+//! Status is written only while `leader` says so (see
+//! [`super::leader`]). Only our Ingresses get status; Ingresses of other
+//! classes are never touched.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -44,19 +43,22 @@ fn current_entries(ingress: &Ingress) -> Vec<Value> {
 
 /// Follows `updates` and writes `status.loadBalancer.ingress` =
 /// `[address]` on each of our Ingresses whose status differs. Returns when
-/// the sender is dropped.
+/// the sender is dropped. Writes only while `leader` is true.
 pub async fn write_status(
     client: Client,
     address: String,
     mut updates: watch::Receiver<Option<Arc<Update>>>,
+    mut leader: watch::Receiver<bool>,
 ) {
     let want = vec![status_entry(&address)];
     // The resourceVersion each Ingress had when we last patched it: no
     // second patch until the watch shows a newer version.
     let mut patched: HashMap<ObjectKey, Option<String>> = HashMap::new();
+    let mut leader_open = true;
     loop {
         let update = updates.borrow_and_update().clone();
-        if let Some(update) = update {
+        let leading = *leader.borrow_and_update();
+        if let (Some(update), true) = (update, leading) {
             for r in &update.computed.ours {
                 let key = ObjectKey::new(&r.namespace, &r.name);
                 let Some(ing) = update.snapshot.ingresses.get(&key) else {
@@ -83,8 +85,10 @@ pub async fn write_status(
                 }
             }
         }
-        if updates.changed().await.is_err() {
-            return;
+        // A closed `leader` channel keeps its last value.
+        tokio::select! {
+            r = updates.changed() => if r.is_err() { return },
+            r = leader.changed(), if leader_open => leader_open = r.is_ok(),
         }
     }
 }

@@ -7,13 +7,15 @@
 //! * sources: [`manifests`] (a polled directory of YAML) and [`kube`]
 //!   (watchers on the API server);
 //! * [`run()`]: the debounced loop publishing [`Update`]s;
-//! * [`api`]: Ingress status and Warning Events (API server only).
+//! * [`api`]: Ingress status and Warning Events (API server only);
+//! * [`leader`]: Lease-based leader election for the status writer.
 //!
 //! [`Routing`]: crate::gateway::Routing
 
 pub mod api;
 pub mod compute;
 pub mod kube;
+pub mod leader;
 pub mod manifests;
 pub mod run;
 pub mod snapshot;
