@@ -107,10 +107,14 @@ pub async fn run(client: Client, cfg: LeaseConfig, leader: watch::Sender<bool>) 
                 last_renew.is_some_and(|t| t.elapsed() < cfg.lease_duration)
             }
         };
-        if *leader.borrow() != leading {
-            tracing::info!(lease = %cfg.name, identity = %cfg.identity, leading, "leadership changed");
-        }
-        leader.send_replace(leading);
+        leader.send_if_modified(|v| {
+            let changed = *v != leading;
+            if changed {
+                tracing::info!(lease = %cfg.name, identity = %cfg.identity, leading, "leadership changed");
+            }
+            *v = leading;
+            changed
+        });
         tokio::time::sleep(cfg.retry).await;
     }
 }
