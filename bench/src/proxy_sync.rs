@@ -129,7 +129,8 @@ fn start_proxy(bin: &str, kubeconfig: &str) -> Proxy {
 /// Runs the benchmark; `bin` is the sluice-proxy binary.
 pub fn run(args: &[String]) -> Result<(), String> {
     let mut services = 10_000u32;
-    let mut rounds = 2u32;
+    let mut rounds = 1u32;
+    let mut settle = 130u64;
     let mut bin = String::from("target/release/sluice-proxy");
     let mut it = args.iter();
     while let Some(f) = it.next() {
@@ -137,6 +138,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         match f.as_str() {
             "--services" => services = v.parse().map_err(|_| "bad --services")?,
             "--rounds" => rounds = v.parse().map_err(|_| "bad --rounds")?,
+            "--settle" => settle = v.parse().map_err(|_| "bad --settle")?,
             "--proxy" => bin = v.clone(),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -184,6 +186,40 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut idle_cpu = Vec::new();
     let ticks = 100.0; // USER_HZ
     for round in 1..=rounds {
+        // The peer first, on an empty kernel: ipvsadm -R of the equivalent
+        // rules. Then flush and let the IPVS destination trash expire
+        // (every add scans it) before sluice-proxy starts from empty.
+        let _ = Command::new(&bin).arg("--cleanup").status();
+        let entries: Vec<ipvsadm::Entry> = (0..services)
+            .map(|i| {
+                let key = ServiceKey::tcp(SocketAddr::new(vip(i).into(), 80));
+                let ds = (0..dests)
+                    .map(|j| Destination::masq(SocketAddr::new(ep(i, j).into(), 8080)))
+                    .collect();
+                (Service::new(key, Scheduler::RoundRobin), ds)
+            })
+            .collect();
+        let rules = ipvsadm::render(&entries);
+        let t = Instant::now();
+        let mut child = Command::new("ipvsadm")
+            .arg("-R")
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .ok_or("stdin")?
+                .write_all(rules.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        child.wait().map_err(|e| e.to_string())?;
+        peer.push(t.elapsed());
+        let _ = Command::new("ipvsadm").arg("-C").status();
+        println!("  (waiting {settle} s for the IPVS destination trash to expire)");
+        std::thread::sleep(Duration::from_secs(settle));
         // From empty: no IPVS, no kube-ipvs0, no rules.
         let _ = Command::new(&bin).arg("--cleanup").status();
         let t = Instant::now();
@@ -241,36 +277,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rss.push(rss_peak_kb(proxy.id()));
         drop(proxy);
 
-        // The peer: ipvsadm -R of the equivalent rules, from empty.
-        let _ = Command::new(&bin).arg("--cleanup").status();
-        let entries: Vec<ipvsadm::Entry> = (0..services)
-            .map(|i| {
-                let key = ServiceKey::tcp(SocketAddr::new(vip(i).into(), 80));
-                let ds = (0..dests)
-                    .map(|j| Destination::masq(SocketAddr::new(ep(i, j).into(), 8080)))
-                    .collect();
-                (Service::new(key, Scheduler::RoundRobin), ds)
-            })
-            .collect();
-        let rules = ipvsadm::render(&entries);
-        let t = Instant::now();
-        let mut child = Command::new("ipvsadm")
-            .arg("-R")
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .ok_or("stdin")?
-                .write_all(rules.as_bytes())
-                .map_err(|e| e.to_string())?;
-        }
-        child.wait().map_err(|e| e.to_string())?;
-        peer.push(t.elapsed());
-        let _ = Command::new("ipvsadm").arg("-C").status();
         println!(
             "  round {round}: sluice-proxy start→programmed {:.2} s vs ipvsadm -R {:.2} s; one change {:.1} ms, {} netlink ops; idle CPU {:.2} s/35 s; peak RSS {} MB",
             full.last().as_secs_f64(),
