@@ -120,6 +120,9 @@ pub struct Snapshot {
     pub slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Arc<Node>>,
+    /// EndpointSlice keys by the Service they belong to, so a Service's
+    /// slices are found without scanning every slice.
+    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     synced: BTreeSet<Kind>,
 }
 
@@ -150,9 +153,26 @@ impl Snapshot {
         &'a self,
         svc: &'a ObjectKey,
     ) -> impl Iterator<Item = &'a Arc<EndpointSlice>> + 'a {
-        self.slices
-            .values()
-            .filter(move |s| slice_service(s).as_ref() == Some(svc))
+        self.by_service
+            .get(svc)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.slices.get(k))
+    }
+
+    fn index_slice(&mut self, slice: &ObjectKey, svc: Option<ObjectKey>, add: bool) {
+        let Some(svc) = svc else { return };
+        if add {
+            self.by_service
+                .entry(svc)
+                .or_default()
+                .insert(slice.clone());
+        } else if let Some(set) = self.by_service.get_mut(&svc) {
+            set.remove(slice);
+            if set.is_empty() {
+                self.by_service.remove(&svc);
+            }
+        }
     }
 
     /// Applies one event and reports what it changed.
@@ -225,12 +245,15 @@ impl Snapshot {
                         return;
                     }
                     // A slice that moved between Services dirties both.
-                    if let Some(prev) = slice_service(old) {
-                        d.services.insert(prev);
+                    let prev = slice_service(old);
+                    if let Some(prev) = &prev {
+                        d.services.insert(prev.clone());
                     }
+                    self.index_slice(&key, prev, false);
                 }
                 if let Some(svc) = slice_service(&s) {
-                    d.services.insert(svc);
+                    d.services.insert(svc.clone());
+                    self.index_slice(&key, Some(svc), true);
                 }
                 d.endpoint_changes += 1;
                 self.slices.insert(key, Arc::new(s));
@@ -258,7 +281,8 @@ impl Snapshot {
                 let key = ObjectKey::of(&s.metadata);
                 if let Some(old) = self.slices.remove(&key) {
                     if let Some(svc) = slice_service(&old) {
-                        d.services.insert(svc);
+                        d.services.insert(svc.clone());
+                        self.index_slice(&key, Some(svc), false);
                     }
                     d.endpoint_changes += 1;
                 }
