@@ -262,9 +262,12 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         metrics.last_sync.set(unix_now());
         metrics.service_changes_pending.set(0);
         health.updated();
-        last_sync = Some(now);
+        // Periods count from the end of a sync: a full sync longer than
+        // syncPeriod must not make every following change a full sync.
+        let done = Instant::now();
+        last_sync = Some(done);
         if full {
-            last_full = Some(now);
+            last_full = Some(done);
         }
         tracing::debug!(
             full,
