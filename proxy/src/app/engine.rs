@@ -221,13 +221,21 @@ impl Engine {
     }
 
     /// Deletes drained real servers that are done or past their bound.
-    pub fn drain_tick(&mut self, desired: &DesiredState) -> KernelSync {
+    /// Runs every second while anything drains, so it reuses the address
+    /// sets the last sync read instead of dumping them again.
+    pub fn drain_tick(
+        &mut self,
+        desired: &DesiredState,
+        node_addrs: &BTreeSet<IpAddr>,
+    ) -> KernelSync {
         let mut out = KernelSync::default();
-        let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
-        let node = self.addrs.node_addresses().unwrap_or_default();
+        if self.dummy.is_none() {
+            self.dummy = self.addrs.current().map(|(_, a)| a).ok();
+        }
+        let dummy = self.dummy.clone().unwrap_or_default();
         match self
             .ipvs
-            .process_drains(&desired.virtual_servers, &dummy, &node, Instant::now())
+            .process_drains(&desired.virtual_servers, &dummy, node_addrs, Instant::now())
         {
             Ok(r) => {
                 out.ipvs_ops = r.ops;

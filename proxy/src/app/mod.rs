@@ -201,7 +201,8 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             if engine.draining() > 0 && now.duration_since(last_drain) >= Duration::from_secs(1) {
                 last_drain = now;
                 let desired = planning.desired();
-                let (e, r) = blocking(engine, move |e| e.drain_tick(&desired)).await?;
+                let node = node_addrs.clone().unwrap_or_default();
+                let (e, r) = blocking(engine, move |e| e.drain_tick(&desired, &node)).await?;
                 engine = e;
                 log_errors(&r.errors);
             }
