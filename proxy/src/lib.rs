@@ -12,6 +12,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod netfilter;
+pub mod overlay;
 pub mod plan;
 pub mod reconcile;
 pub mod source;
