@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
+use sluice_proxy::model::Admission;
 use sluice_proxy::source::{Kind, ObjectKey, Snapshot, SourceEvent};
 use sluice_tests::fake_api::{FakeApiServer, Verb};
 use tokio::sync::mpsc;
@@ -54,13 +55,11 @@ async fn until(
 }
 
 fn endpoint_ip(snap: &Snapshot, name: &str) -> Option<String> {
-    snap.slices
-        .get(&key(name))?
-        .endpoints
-        .first()?
-        .addresses
-        .first()
-        .cloned()
+    let entry = snap.slices.get(&key(name))?;
+    let Admission::Accepted(view) = &entry.admission else {
+        return None;
+    };
+    Some(view.endpoints.first()?.ip.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

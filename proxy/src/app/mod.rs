@@ -108,6 +108,7 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         Some(dir) => {
             tokio::spawn(crate::source::manifests::watch(
                 dir.clone(),
+                cfg.service_proxy_name.clone(),
                 tx,
                 Duration::from_secs(1),
             ));

@@ -159,7 +159,8 @@ impl DesiredState {
     }
 }
 
-fn sort_problems(problems: &mut [Problem]) {
+/// Orders problems by object (namespace, name, kind), stably.
+pub fn sort_problems(problems: &mut [Problem]) {
     // Stable: keeps each object's problems in the order they were found.
     problems.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
 }

@@ -28,9 +28,10 @@ pub fn label_selector(service_proxy_name: Option<&str>) -> String {
     }
 }
 
-async fn forward<K, S>(kind: Kind, stream: S, wrap: fn(K) -> Object, tx: mpsc::Sender<SourceEvent>)
+async fn forward<K, S, W>(kind: Kind, stream: S, wrap: W, tx: mpsc::Sender<SourceEvent>)
 where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    W: Fn(K) -> Object,
 {
     let mut stream = std::pin::pin!(stream);
     let mut listing: Vec<Object> = Vec::new();
@@ -73,14 +74,22 @@ pub async fn run(
     let slices = watcher(Api::<EndpointSlice>::all(client.clone()), cfg).default_backoff();
     let node_cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
     let nodes = watcher(Api::<Node>::all(client), node_cfg).default_backoff();
+    // Objects are normalized as they arrive, so neither an initial list of
+    // 10,000 Services nor the snapshot holds whole API objects.
+    let name = service_proxy_name.as_deref();
     tokio::join!(
-        forward(Kind::Service, services, Object::Service, tx.clone()),
+        forward(
+            Kind::Service,
+            services,
+            |s: Service| Object::service(&s, name),
+            tx.clone()
+        ),
         forward(
             Kind::EndpointSlice,
             slices,
-            Object::EndpointSlice,
+            |s: EndpointSlice| Object::endpoint_slice(&s, name),
             tx.clone()
         ),
-        forward(Kind::Node, nodes, Object::Node, tx),
+        forward(Kind::Node, nodes, Object::node, tx),
     );
 }

@@ -38,20 +38,26 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn object(doc: serde_json::Value, out: &mut Vec<Object>) -> Result<(), String> {
+fn object(
+    doc: serde_json::Value,
+    proxy_name: Option<&str>,
+    out: &mut Vec<Object>,
+) -> Result<(), String> {
     let kind = doc
         .get("kind")
         .and_then(|k| k.as_str())
         .unwrap_or_default()
         .to_owned();
     match kind.as_str() {
-        "Service" => out.push(Object::Service(
-            serde_json::from_value(doc).map_err(|e| format!("Service: {e}"))?,
+        "Service" => out.push(Object::service(
+            &serde_json::from_value(doc).map_err(|e| format!("Service: {e}"))?,
+            proxy_name,
         )),
-        "EndpointSlice" => out.push(Object::EndpointSlice(
-            serde_json::from_value(doc).map_err(|e| format!("EndpointSlice: {e}"))?,
+        "EndpointSlice" => out.push(Object::endpoint_slice(
+            &serde_json::from_value(doc).map_err(|e| format!("EndpointSlice: {e}"))?,
+            proxy_name,
         )),
-        "Node" => out.push(Object::Node(
+        "Node" => out.push(Object::node(
             serde_json::from_value(doc).map_err(|e| format!("Node: {e}"))?,
         )),
         "List" | "ServiceList" | "EndpointSliceList" | "NodeList" => {
@@ -63,7 +69,7 @@ fn object(doc: serde_json::Value, out: &mut Vec<Object>) -> Result<(), String> {
                 .and_then(|i| i.as_array().cloned())
                 .unwrap_or_default()
             {
-                object(item, out)?;
+                object(item, proxy_name, out)?;
             }
         }
         // Other kinds (Deployments, Ingresses, ...) may share the directory.
@@ -72,9 +78,9 @@ fn object(doc: serde_json::Value, out: &mut Vec<Object>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads every manifest in `dir`. Bad documents are reported and skipped;
-/// the rest are used.
-pub fn load_dir(dir: &Path) -> (Vec<Object>, Vec<ManifestError>) {
+/// Reads every manifest in `dir`, normalized for a proxy named
+/// `proxy_name`. Bad documents are reported and skipped; the rest are used.
+pub fn load_dir(dir: &Path, proxy_name: Option<&str>) -> (Vec<Object>, Vec<ManifestError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for file in files(dir) {
@@ -99,7 +105,7 @@ pub fn load_dir(dir: &Path) -> (Vec<Object>, Vec<ManifestError>) {
             }
         };
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            if let Err(reason) = object(doc, &mut objects) {
+            if let Err(reason) = object(doc, proxy_name, &mut objects) {
                 errors.push(ManifestError {
                     file: file.clone(),
                     reason,
@@ -144,12 +150,17 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
 
 /// Sends the directory's contents now and again whenever a file changes,
 /// checking every `interval`, until the receiver is dropped.
-pub async fn watch(dir: PathBuf, tx: mpsc::Sender<SourceEvent>, interval: Duration) {
+pub async fn watch(
+    dir: PathBuf,
+    proxy_name: Option<String>,
+    tx: mpsc::Sender<SourceEvent>,
+    interval: Duration,
+) {
     let mut last = None;
     loop {
         let now = fingerprint(&dir);
         if last.as_ref() != Some(&now) {
-            let (objects, errors) = load_dir(&dir);
+            let (objects, errors) = load_dir(&dir, proxy_name.as_deref());
             for e in &errors {
                 tracing::warn!(file = %e.file.display(), reason = %e.reason, "skipping manifest document");
             }
@@ -191,7 +202,7 @@ mod tests {
         std::fs::write(dir.join("c.yaml"), "kind: Service\nspec: {ports: nope}\n").unwrap();
         std::fs::write(dir.join("d.yaml"), "{ not yaml").unwrap();
         std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
-        let (objects, errors) = load_dir(&dir);
+        let (objects, errors) = load_dir(&dir, None);
         let kinds: Vec<Kind> = objects.iter().map(Object::kind).collect();
         assert_eq!(kinds, vec![Kind::Service, Kind::Node, Kind::EndpointSlice]);
         assert_eq!(errors.len(), 2, "{errors:?}");

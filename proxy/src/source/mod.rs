@@ -6,4 +6,6 @@ pub mod kube;
 pub mod manifests;
 mod snapshot;
 
-pub use snapshot::{Dirty, Kind, Object, ObjectKey, Snapshot, SourceEvent};
+pub use snapshot::{
+    Dirty, Kind, Object, ObjectKey, ServiceEntry, SliceEntry, Snapshot, SourceEvent,
+};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::model::{Admission, EndpointSliceView, ServiceView};
+
 /// Label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -45,27 +47,91 @@ pub enum Kind {
     Node,
 }
 
-/// One object of a kind the proxy watches.
-// Objects are moved once from a source into the snapshot; boxing the larger
-// variants would only add an allocation per event.
-#[allow(clippy::large_enum_variant)]
+/// A Service as the planner needs it: its key and its normalized view (or
+/// why it is not ours). Converted once, when it arrives, so the snapshot
+/// holds a few hundred bytes per Service instead of the whole API object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Namespace/name.
+    pub key: ObjectKey,
+    /// The view, or why it is ignored or rejected.
+    pub admission: Admission<ServiceView>,
+}
+
+impl ServiceEntry {
+    /// Normalizes `svc` for a proxy named `service_proxy_name`.
+    pub fn new(svc: &Service, service_proxy_name: Option<&str>) -> Self {
+        Self {
+            key: ObjectKey::of(&svc.metadata),
+            admission: ServiceView::from_k8s(svc, service_proxy_name),
+        }
+    }
+}
+
+/// An EndpointSlice as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceEntry {
+    /// Namespace/name.
+    pub key: ObjectKey,
+    /// The Service it belongs to (its `kubernetes.io/service-name` label).
+    pub service: Option<ObjectKey>,
+    /// The view, or why it is ignored or rejected.
+    pub admission: Admission<EndpointSliceView>,
+}
+
+impl SliceEntry {
+    /// Normalizes `slice` for a proxy named `service_proxy_name`.
+    pub fn new(slice: &EndpointSlice, service_proxy_name: Option<&str>) -> Self {
+        Self {
+            key: ObjectKey::of(&slice.metadata),
+            service: slice_service(slice),
+            admission: EndpointSliceView::from_k8s(slice, service_proxy_name),
+        }
+    }
+}
+
+/// One object of a kind the proxy watches, as the snapshot keeps it.
 #[derive(Debug, Clone)]
 pub enum Object {
     /// A Service.
-    Service(Service),
+    Service(ServiceEntry),
     /// An EndpointSlice.
-    EndpointSlice(EndpointSlice),
-    /// A Node.
-    Node(Node),
+    EndpointSlice(SliceEntry),
+    /// A Node (kept whole: there is one, or a few).
+    Node(Box<Node>),
 }
 
 impl Object {
+    /// A Service, normalized for a proxy named `service_proxy_name`.
+    pub fn service(svc: &Service, service_proxy_name: Option<&str>) -> Self {
+        Self::Service(ServiceEntry::new(svc, service_proxy_name))
+    }
+
+    /// An EndpointSlice, normalized for a proxy named `service_proxy_name`.
+    pub fn endpoint_slice(slice: &EndpointSlice, service_proxy_name: Option<&str>) -> Self {
+        Self::EndpointSlice(SliceEntry::new(slice, service_proxy_name))
+    }
+
+    /// A Node.
+    pub fn node(node: Node) -> Self {
+        Self::Node(Box::new(node))
+    }
+
     /// Its kind.
     pub fn kind(&self) -> Kind {
         match self {
             Self::Service(_) => Kind::Service,
             Self::EndpointSlice(_) => Kind::EndpointSlice,
             Self::Node(_) => Kind::Node,
+        }
+    }
+
+    /// Its namespace/name (namespace empty for Nodes).
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            Self::Service(s) => s.key.clone(),
+            Self::EndpointSlice(s) => s.key.clone(),
+            Self::Node(n) => ObjectKey::of(&n.metadata),
         }
     }
 }
@@ -115,9 +181,9 @@ impl Dirty {
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Services by namespace/name.
-    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub services: BTreeMap<ObjectKey, Arc<ServiceEntry>>,
     /// EndpointSlices by namespace/name.
-    pub slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub slices: BTreeMap<ObjectKey, Arc<SliceEntry>>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Arc<Node>>,
     /// EndpointSlice keys by the Service they belong to, so a Service's
@@ -152,7 +218,7 @@ impl Snapshot {
     pub fn slices_of<'a>(
         &'a self,
         svc: &'a ObjectKey,
-    ) -> impl Iterator<Item = &'a Arc<EndpointSlice>> + 'a {
+    ) -> impl Iterator<Item = &'a Arc<SliceEntry>> + 'a {
         self.by_service
             .get(svc)
             .into_iter()
@@ -180,44 +246,28 @@ impl Snapshot {
         let mut d = Dirty::default();
         match event {
             SourceEvent::Apply(obj) => self.put(obj, &mut d),
-            SourceEvent::Delete(obj) => self.remove(&obj, &mut d),
+            SourceEvent::Delete(obj) => self.remove(obj.kind(), &obj.key(), &mut d),
             SourceEvent::Replace(kind, objs) => {
-                let keep: BTreeSet<(String, String)> = objs
-                    .iter()
-                    .map(|o| {
-                        let m = match o {
-                            Object::Service(s) => &s.metadata,
-                            Object::EndpointSlice(s) => &s.metadata,
-                            Object::Node(n) => &n.metadata,
-                        };
-                        (
-                            m.namespace.clone().unwrap_or_default(),
-                            m.name.clone().unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                let gone: Vec<Object> = match kind {
-                    Kind::Service => self
-                        .services
-                        .iter()
-                        .filter(|(k, _)| !keep.contains(&(k.namespace.clone(), k.name.clone())))
-                        .map(|(_, v)| Object::Service((**v).clone()))
-                        .collect(),
-                    Kind::EndpointSlice => self
-                        .slices
-                        .iter()
-                        .filter(|(k, _)| !keep.contains(&(k.namespace.clone(), k.name.clone())))
-                        .map(|(_, v)| Object::EndpointSlice((**v).clone()))
-                        .collect(),
+                let keep: BTreeSet<ObjectKey> = objs.iter().map(Object::key).collect();
+                let current: Vec<ObjectKey> = match kind {
+                    Kind::Service => self.services.keys().cloned().collect(),
+                    Kind::EndpointSlice => self.slices.keys().cloned().collect(),
                     Kind::Node => self
                         .nodes
-                        .iter()
-                        .filter(|(k, _)| !keep.contains(&(String::new(), (*k).clone())))
-                        .map(|(_, v)| Object::Node((**v).clone()))
+                        .keys()
+                        .map(|n| ObjectKey {
+                            namespace: String::new(),
+                            name: n.clone(),
+                        })
                         .collect(),
                 };
-                for g in gone {
-                    self.remove(&g, &mut d);
+                let gone: Vec<(Kind, ObjectKey)> = current
+                    .into_iter()
+                    .filter(|k| !keep.contains(k))
+                    .map(|k| (kind, k))
+                    .collect();
+                for (kind, key) in gone {
+                    self.remove(kind, &key, &mut d);
                 }
                 for o in objs {
                     self.put(o, &mut d);
@@ -231,68 +281,60 @@ impl Snapshot {
     fn put(&mut self, obj: Object, d: &mut Dirty) {
         match obj {
             Object::Service(s) => {
-                let key = ObjectKey::of(&s.metadata);
-                if self.services.get(&key).is_none_or(|old| **old != s) {
-                    d.services.insert(key.clone());
+                if self.services.get(&s.key).is_none_or(|old| **old != s) {
+                    d.services.insert(s.key.clone());
                     d.service_changes += 1;
-                    self.services.insert(key, Arc::new(s));
+                    self.services.insert(s.key.clone(), Arc::new(s));
                 }
             }
             Object::EndpointSlice(s) => {
-                let key = ObjectKey::of(&s.metadata);
-                if let Some(old) = self.slices.get(&key) {
+                if let Some(old) = self.slices.get(&s.key) {
                     if **old == s {
                         return;
                     }
                     // A slice that moved between Services dirties both.
-                    let prev = slice_service(old);
+                    let prev = old.service.clone();
                     if let Some(prev) = &prev {
                         d.services.insert(prev.clone());
                     }
-                    self.index_slice(&key, prev, false);
+                    self.index_slice(&s.key, prev, false);
                 }
-                if let Some(svc) = slice_service(&s) {
+                if let Some(svc) = &s.service {
                     d.services.insert(svc.clone());
-                    self.index_slice(&key, Some(svc), true);
+                    self.index_slice(&s.key, Some(svc.clone()), true);
                 }
                 d.endpoint_changes += 1;
-                self.slices.insert(key, Arc::new(s));
+                self.slices.insert(s.key.clone(), Arc::new(s));
             }
             Object::Node(n) => {
                 let name = n.metadata.name.clone().unwrap_or_default();
-                if self.nodes.get(&name).is_none_or(|old| **old != n) {
+                if self.nodes.get(&name).is_none_or(|old| **old != *n) {
                     d.nodes = true;
-                    self.nodes.insert(name, Arc::new(n));
+                    self.nodes.insert(name, Arc::new(*n));
                 }
             }
         }
     }
 
-    fn remove(&mut self, obj: &Object, d: &mut Dirty) {
-        match obj {
-            Object::Service(s) => {
-                let key = ObjectKey::of(&s.metadata);
-                if self.services.remove(&key).is_some() {
-                    d.services.insert(key);
+    fn remove(&mut self, kind: Kind, key: &ObjectKey, d: &mut Dirty) {
+        match kind {
+            Kind::Service => {
+                if self.services.remove(key).is_some() {
+                    d.services.insert(key.clone());
                     d.service_changes += 1;
                 }
             }
-            Object::EndpointSlice(s) => {
-                let key = ObjectKey::of(&s.metadata);
-                if let Some(old) = self.slices.remove(&key) {
-                    if let Some(svc) = slice_service(&old) {
+            Kind::EndpointSlice => {
+                if let Some(old) = self.slices.remove(key) {
+                    if let Some(svc) = &old.service {
                         d.services.insert(svc.clone());
-                        self.index_slice(&key, Some(svc), false);
+                        self.index_slice(key, Some(svc.clone()), false);
                     }
                     d.endpoint_changes += 1;
                 }
             }
-            Object::Node(n) => {
-                if self
-                    .nodes
-                    .remove(n.metadata.name.as_deref().unwrap_or_default())
-                    .is_some()
-                {
+            Kind::Node => {
+                if self.nodes.remove(&key.name).is_some() {
                     d.nodes = true;
                 }
             }
@@ -305,23 +347,25 @@ mod tests {
     use super::*;
 
     fn svc(ns: &str, name: &str, ip: &str) -> Object {
-        Object::Service(
-            serde_json::from_value(serde_json::json!({
+        Object::service(
+            &serde_json::from_value(serde_json::json!({
                 "metadata": {"namespace": ns, "name": name},
                 "spec": {"clusterIP": ip, "ports": [{"port": 80}]}
             }))
             .unwrap(),
+            None,
         )
     }
 
     fn slice(ns: &str, name: &str, svc: &str, ip: &str) -> Object {
-        Object::EndpointSlice(
-            serde_json::from_value(serde_json::json!({
+        Object::endpoint_slice(
+            &serde_json::from_value(serde_json::json!({
                 "metadata": {"namespace": ns, "name": name, "labels": {SERVICE_NAME_LABEL: svc}},
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": [ip]}]
             }))
             .unwrap(),
+            None,
         )
     }
 
