@@ -53,10 +53,12 @@ fn run(args: &[String]) -> Result<(), String> {
     let ca = ca_params.self_signed(&ca_key).map_err(err)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let leaf_key = rcgen::KeyPair::generate().map_err(err)?;
-    let leaf = rcgen::CertificateParams::new(hosts.to_vec())
-        .map_err(err)?
-        .signed_by(&leaf_key, &issuer)
-        .map_err(err)?;
+    let mut leaf_params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(err)?;
+    leaf_params.distinguished_name = rcgen::DistinguishedName::new();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hosts[0].as_str());
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(err)?;
 
     let mut s = Secret::default();
     s.metadata.name = Some(name.to_owned());
