@@ -104,7 +104,8 @@ def test_defaults_deploy_both_with_least_privilege():
     assert ds["tolerations"] == [{"operator": "Exists"}]
     c = ds["containers"][0]
     assert c["securityContext"]["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
-    assert "privileged" not in c["securityContext"] or c["securityContext"]["privileged"] is False
+    assert c["securityContext"]["privileged"] is False
+    assert c["securityContext"]["runAsUser"] == 0  # the image's default user is 65532
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/lib/modules", "/run/xtables.lock", "/etc/sluice-proxy"} <= mounts
     assert not any(a.startswith("--overlay") for a in c["args"])
@@ -151,7 +152,7 @@ def test_overlay_adds_its_mounts_flags_and_nodes_status_patch():
 
 def test_privileged_and_component_switches():
     c = by_kind(render(COMBINATIONS["privileged"]), "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]
-    assert c["securityContext"] == {"privileged": True}
+    assert c["securityContext"] == {"runAsUser": 0, "runAsNonRoot": False, "privileged": True}
     only_proxy = render(COMBINATIONS["proxy-only"])
     assert not by_kind(only_proxy, "Deployment") and not by_kind(only_proxy, "IngressClass")
     env = by_kind(only_proxy, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
