@@ -55,7 +55,10 @@ fn readme_lists_exactly_the_flags_of_sluice_proxy() {
         .expect("run sluice-ingress --help");
     assert!(out.status.success());
     let help = flags_in_help(&String::from_utf8_lossy(&out.stdout));
-    assert!(help.contains("--manifests") && help.contains("--log-format"), "{help:?}");
+    assert!(
+        help.contains("--manifests") && help.contains("--log-format"),
+        "{help:?}"
+    );
     let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&readme_path).expect("read README.md");
     let listed = flags_in_readme(&readme, "### sluice-ingress flags");
