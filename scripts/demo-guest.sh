@@ -25,28 +25,39 @@ show() {
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
+# The topology in one `ip -batch` per namespace: under TCG every process
+# start costs, so a dozen `ip` calls would dominate the demo.
 for n in 1 2; do
-	ip netns add "pod-$n"
-	ip link add "vh$n" type veth peer name eth0 netns "pod-$n"
-	ip addr add "10.244.$n.1/24" dev "vh$n"
-	ip link set "vh$n" up
-	ip -n "pod-$n" addr add "10.244.$n.2/24" dev eth0
-	ip -n "pod-$n" link set eth0 up
-	ip -n "pod-$n" link set lo up
-	ip -n "pod-$n" route add default via "10.244.$n.1"
 	mkdir -p "/tmp/www-$n/api"
 	echo "hello from pod-$n (10.244.$n.2)" > "/tmp/www-$n/index.html"
 	echo "api answer from pod-$n (10.244.$n.2)" > "/tmp/www-$n/api/index.html"
-	ip netns exec "pod-$n" busybox httpd -p 8080 -h "/tmp/www-$n"
 done
-# A node address for NodePorts and the Ingress, and a client outside the node.
-ip netns add client
-ip link add eth-node type veth peer name eth0 netns client
-ip addr add 192.168.50.10/24 dev eth-node
-ip link set eth-node up
-ip -n client addr add 192.168.50.20/24 dev eth0
-ip -n client link set eth0 up
-ip -n client route add default via 192.168.50.10
+# Two pods, a node address for NodePorts and the Ingress, and a client
+# outside the node.
+ip -batch - <<'IP'
+netns add pod-1
+netns add pod-2
+netns add client
+link add vh1 type veth peer name eth0 netns pod-1
+link add vh2 type veth peer name eth0 netns pod-2
+link add eth-node type veth peer name eth0 netns client
+addr add 10.244.1.1/24 dev vh1
+addr add 10.244.2.1/24 dev vh2
+addr add 192.168.50.10/24 dev eth-node
+link set vh1 up
+link set vh2 up
+link set eth-node up
+IP
+for ns in pod-1:10.244.1.2/24:10.244.1.1 pod-2:10.244.2.2/24:10.244.2.1 client:192.168.50.20/24:192.168.50.10; do
+	IFS=: read -r name addr gw <<<"$ns"
+	ip -n "$name" -batch - <<IP
+addr add $addr dev eth0
+link set eth0 up
+link set lo up
+route add default via $gw
+IP
+done
+for n in 1 2; do ip netns exec "pod-$n" busybox httpd -p 8080 -h "/tmp/www-$n"; done
 
 say "sluice-proxy --manifests $manifests"
 "$proxy" --manifests "$manifests" --hostname-override demo-node \
