@@ -11,7 +11,9 @@
 # 65532 (USER below), without capabilities.
 
 # --- build ---------------------------------------------------------------
-FROM rust:1.89-bookworm AS build
+# The toolchain the project is built and tested with (rust-version is the
+# floor; some dependencies need newer).
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # --locked: exactly the dependency versions of Cargo.lock. No OpenSSL: TLS
