@@ -11,8 +11,8 @@
 # 65532 (USER below), without capabilities.
 
 # --- build ---------------------------------------------------------------
-# The toolchain the project is built and tested with (rust-version is the
-# floor; some dependencies need newer).
+# The toolchain the project is built and tested with (Cargo.toml's
+# rust-version, 1.89, is the declared floor).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
