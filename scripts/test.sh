@@ -17,6 +17,18 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 
+step "chart tests (Helm SDK render + strict lint, kubernetes-validate --strict)"
+# .venv-chart/ holds the pinned packages of tests/chart/requirements.txt
+# (helm-python-sdk bundles Helm's Go SDK; kubernetes-validate bundles the
+# schemas); reinstalled only when that file changes.
+want=$(sha256sum tests/chart/requirements.txt | cut -d' ' -f1)
+if [ "$(cat .venv-chart/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+	[ -x .venv-chart/bin/python ] || /usr/bin/python3 -m venv .venv-chart
+	.venv-chart/bin/pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
+	echo "$want" > .venv-chart/.requirements.sha256
+fi
+.venv-chart/bin/python -m pytest -q tests/chart
+
 step "cargo test (host tests, then the VM tier)"
 cargo test --workspace --no-fail-fast
 
