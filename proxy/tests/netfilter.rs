@@ -1694,6 +1694,84 @@ fn second_apply_changes_nothing_dual_stack() {
     assert_rules_read_back(&ns, V6);
 }
 
+fn s4_count(ns: &Netns, what: &str) -> usize {
+    ns.iptables_save(V4)
+        .lines()
+        .filter(|l| l.starts_with("-A") && l.contains(what))
+        .count()
+}
+
+#[test]
+fn incremental_sync_writes_only_what_changed_and_reads_nothing() {
+    if !kernel_ok("incremental") {
+        return;
+    }
+    let ns = Netns::new("incr");
+    let nf = Netfilter::new(Recording::new(ns.runner()), config(&[V4, V6])).unwrap();
+    let mut sets = full_sets(V4);
+    sets.extend(full_sets(V6));
+    // Before any full sync there is nothing to trust: a full sync runs.
+    nf.sync_changes(&desired(sets.clone())).unwrap();
+    assert!(nf.runner().take().contains(&"ipset save".to_owned()));
+
+    // An endpoint moves: one hairpin entry out, one in. One `ipset restore`
+    // with exactly those two lines, no reads, no iptables restore.
+    let old = ippi("10.244.1.5", Tcp, 8080, "10.244.1.5");
+    let new = ippi("10.244.1.6", Tcp, 8080, "10.244.1.6");
+    let loop_back = set(SetKind::LoopBack, V4);
+    sets.get_mut(&loop_back).unwrap().remove(&old);
+    sets.get_mut(&loop_back).unwrap().insert(new);
+    let report = nf.sync_changes(&desired(sets.clone())).unwrap();
+    assert_eq!((report.entries_added, report.entries_deleted), (1, 1));
+    assert_eq!(nf.runner().take(), ["ipset restore"]);
+    let got = members(&ns.ipset_save());
+    let members_of = &got["KUBE-LOOP-BACK"];
+    assert!(
+        members_of.contains("10.244.1.6,tcp:8080,10.244.1.6"),
+        "{members_of:?}"
+    );
+    assert!(
+        !members_of.contains("10.244.1.5,tcp:8080,10.244.1.5"),
+        "{members_of:?}"
+    );
+
+    // Nothing changed: nothing runs.
+    nf.sync_changes(&desired(sets.clone())).unwrap();
+    assert_eq!(nf.runner().take(), Vec::<String>::new());
+
+    // The last IPv4 externalIP with eTP=Local goes: its set empties, so its
+    // rule goes too. One `ipset restore` and the IPv4 rules only, unread.
+    let ext_local = set(SetKind::ExternalIpLocal, V4);
+    // Its rules: the conditional one in KUBE-SERVICES, and KUBE-IPVS-FILTER's
+    // RETURN, which kube-proxy writes unconditionally.
+    let rules_before = s4_count(&ns, "KUBE-EXTERNAL-IP-LOCAL");
+    sets.remove(&ext_local);
+    let d = desired(sets.clone());
+    nf.sync_changes(&d).unwrap();
+    assert_eq!(
+        nf.runner().take(),
+        [
+            "ipset restore",
+            "iptables-restore -w 5 -W 100000 --noflush --counters"
+        ]
+    );
+    assert!(rules_before > 1);
+    assert_eq!(
+        s4_count(&ns, "KUBE-EXTERNAL-IP-LOCAL"),
+        1,
+        "{}",
+        ns.iptables_save(V4)
+    );
+
+    // The kernel now equals what a full sync of the same state leaves.
+    let (s4, s6, sets_now) = (ns.iptables_save(V4), ns.iptables_save(V6), ns.ipset_save());
+    let report = nf.sync(&d).unwrap();
+    assert_eq!((report.entries_added, report.entries_deleted), (0, 0));
+    assert_eq!(ns.iptables_save(V4), s4);
+    assert_eq!(ns.iptables_save(V6), s6);
+    assert_eq!(ns.ipset_save(), sets_now);
+}
+
 #[test]
 fn drift_is_repaired() {
     if !kernel_ok("drift") {

@@ -160,7 +160,13 @@ impl Engine {
         }
         if netfilter {
             let before = self.netfilter.iptables_restore_failures();
-            match self.netfilter.sync(desired) {
+            // Full syncs read the kernel and repair drift; incremental ones
+            // only write what changed since the last sync.
+            let result = match scope {
+                Scope::Full => self.netfilter.sync(desired),
+                Scope::Keys(_) => self.netfilter.sync_changes(desired),
+            };
+            match result {
                 Ok(r) => {
                     for rej in r.rejected {
                         out.errors.push(format!("ipset entry skipped: {rej:?}"));

@@ -1,6 +1,7 @@
 //! The netfilter reconciler: one `ipset save` + one `ipset restore`, then per
 //! family one `iptables-save` + one `iptables-restore --noflush`.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipvs_sys::AddressFamily;
@@ -72,12 +73,21 @@ pub struct CleanupReport {
     pub errors: Vec<NetfilterError>,
 }
 
+/// What the last successful sync left in the kernel, so an incremental
+/// sync can skip the reads.
+#[derive(Debug, Default)]
+struct Applied {
+    sets: super::IpSets,
+    rules: [Option<rules::RuleSet>; 2],
+}
+
 /// Programs our ipsets and iptables rules.
 #[derive(Debug)]
 pub struct Netfilter<R: CommandRunner = SystemRunner> {
     runner: R,
     config: NetfilterConfig,
     restore_failures: [AtomicU64; 2],
+    applied: Mutex<Option<Applied>>,
 }
 
 fn family_index(family: AddressFamily) -> usize {
@@ -95,6 +105,7 @@ impl<R: CommandRunner> Netfilter<R> {
             runner,
             config,
             restore_failures: Default::default(),
+            applied: Mutex::new(None),
         })
     }
 
@@ -136,8 +147,12 @@ impl<R: CommandRunner> Netfilter<R> {
     /// Brings our sets, chains and jumps to `desired`: the sets first (the
     /// rules reference them), then each configured family's rules. A family
     /// whose restore fails does not stop the other; the first error is
-    /// returned.
+    /// returned. Reads the kernel first (`ipset save`, `iptables-save`), so
+    /// it repairs any drift.
     pub fn sync(&self, desired: &DesiredState) -> Result<SyncReport, NetfilterError> {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        // Until this sync succeeds, nothing is known about the kernel.
+        *applied = None;
         let families = &self.config.families;
         let (sets, rejected) = ipset::canonical_sets(&desired.sets, families);
         for r in &rejected {
@@ -155,11 +170,13 @@ impl<R: CommandRunner> Netfilter<R> {
         };
 
         let mut first_err = None;
+        let mut rules_applied: [Option<rules::RuleSet>; 2] = Default::default();
         for &family in families {
             match self.sync_rules(family, &sets, desired) {
-                Ok((ins, del)) => {
+                Ok((ins, del, rules)) => {
                     report.jumps_inserted += ins;
                     report.jumps_deleted += del;
+                    rules_applied[family_index(family)] = Some(rules);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "iptables sync failed");
@@ -169,20 +186,77 @@ impl<R: CommandRunner> Netfilter<R> {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(report),
+            None => {
+                *applied = Some(Applied {
+                    sets,
+                    rules: rules_applied,
+                });
+                Ok(report)
+            }
         }
     }
 
-    fn sync_rules(
-        &self,
-        family: AddressFamily,
-        sets: &super::IpSets,
-        desired: &DesiredState,
-    ) -> Result<(usize, usize), NetfilterError> {
-        let saved = self.read_iptables(family)?;
-        let jumps = rules::plan_jumps(&saved);
-        let rules = rules::build_rules(&self.config, family, sets, &desired.lb_out_filters);
-        let input = rules.render_restore(&jumps);
+    /// An incremental sync: trusts that the kernel still holds what the
+    /// last successful sync left (the periodic full [`Self::sync`] repairs
+    /// drift), so it reads nothing. Only set members that differ from then
+    /// are added or deleted (one `ipset restore`), and a family's rules are
+    /// restored only if they would differ. Falls back to [`Self::sync`]
+    /// when there is no successful sync to start from.
+    pub fn sync_changes(&self, desired: &DesiredState) -> Result<SyncReport, NetfilterError> {
+        let mut guard = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut last) = guard.take() else {
+            drop(guard);
+            return self.sync(desired);
+        };
+        let families = &self.config.families;
+        let (sets, rejected) = ipset::canonical_sets(&desired.sets, families);
+        let mut plan = ipset::IpsetPlan::default();
+        let empty = std::collections::BTreeSet::new();
+        for name in super::SetName::all() {
+            if !families.contains(&name.family) {
+                continue;
+            }
+            let want = sets.get(&name).unwrap_or(&empty);
+            let have = last.sets.get(&name).unwrap_or(&empty);
+            plan.del.extend(have.difference(want).map(|e| (name, *e)));
+            plan.add.extend(want.difference(have).map(|e| (name, *e)));
+        }
+        ipset::apply_plan(&self.runner, &plan)?;
+        let report = SyncReport {
+            rejected,
+            entries_added: plan.add.len(),
+            entries_deleted: plan.del.len(),
+            ..SyncReport::default()
+        };
+        last.sets = sets;
+        let mut first_err = None;
+        for &family in families {
+            let i = family_index(family);
+            let rules =
+                rules::build_rules(&self.config, family, &last.sets, &desired.lb_out_filters);
+            if last.rules[i].as_ref() == Some(&rules) {
+                continue;
+            }
+            // Jumps were fixed by the last full sync; only our chains change.
+            let input = rules.render_restore(&rules::JumpPlan::default());
+            match self.restore(family, &input) {
+                Ok(()) => last.rules[i] = Some(rules),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            // The kernel is in an unknown state: the next sync reads it.
+            Some(e) => Err(e),
+            None => {
+                *guard = Some(last);
+                Ok(report)
+            }
+        }
+    }
+
+    fn restore(&self, family: AddressFamily, input: &str) -> Result<(), NetfilterError> {
         let mut args: Vec<&str> = WAIT_ARGS.to_vec();
         args.extend(["--noflush", "--counters"]);
         if let Err(source) = self.runner.run(
@@ -193,7 +267,20 @@ impl<R: CommandRunner> Netfilter<R> {
             self.restore_failures[family_index(family)].fetch_add(1, Ordering::Relaxed);
             return Err(NetfilterError::Restore { family, source });
         }
-        Ok((jumps.insert.len(), jumps.delete.len()))
+        Ok(())
+    }
+
+    fn sync_rules(
+        &self,
+        family: AddressFamily,
+        sets: &super::IpSets,
+        desired: &DesiredState,
+    ) -> Result<(usize, usize, rules::RuleSet), NetfilterError> {
+        let saved = self.read_iptables(family)?;
+        let jumps = rules::plan_jumps(&saved);
+        let rules = rules::build_rules(&self.config, family, sets, &desired.lb_out_filters);
+        self.restore(family, &rules.render_restore(&jumps))?;
+        Ok((jumps.insert.len(), jumps.delete.len(), rules))
     }
 
     /// `--cleanup`: for both families remove our jumps from the built-in
@@ -203,6 +290,7 @@ impl<R: CommandRunner> Netfilter<R> {
     /// read again and removed one command at a time, so that everything
     /// removable is removed and each failure is reported.
     pub fn cleanup(&self) -> CleanupReport {
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut report = CleanupReport::default();
         for family in [AddressFamily::Ipv4, AddressFamily::Ipv6] {
             let input = match self.read_iptables(family) {
