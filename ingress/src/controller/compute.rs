@@ -206,6 +206,10 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
     our_refs.sort();
     Computed {
         routing: Routing {
+            default_certificate: config
+                .default_ssl_certificate
+                .as_ref()
+                .and_then(|d| certs.get(d).cloned()),
             table: Arc::new(out.table),
             endpoints: Arc::new(endpoints),
             certs: Arc::new(certs),
