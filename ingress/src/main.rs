@@ -65,13 +65,18 @@ struct Flags {
     #[arg(long)]
     watch_ingress_without_class: bool,
     /// Certificate Secret (NAMESPACE/NAME) served when SNI matches no
-    /// Ingress certificate; read once, when the listeners open.
+    /// Ingress certificate; reloaded whenever the Secret changes (a broken
+    /// update keeps the previous certificate).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_secret_ref)]
     default_ssl_certificate: Option<SecretRef>,
     /// Address (IP or hostname) written into the status of our Ingresses
     /// (API server only).
     #[arg(long, value_name = "ADDRESS")]
     publish_status_address: Option<String>,
+    /// On graceful shutdown (SIGTERM), the leader removes the
+    /// --publish-status-address from the status of the Ingresses it owns.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    update_status_on_shutdown: bool,
     /// Name of the Lease electing the replica that writes status.
     #[arg(long, default_value = "sluice-ingress-leader")]
     election_id: String,
@@ -207,6 +212,8 @@ async fn run(flags: Flags) -> Result<(), String> {
     };
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (up_tx, mut up_rx) = watch::channel(None::<Arc<Update>>);
+    // What shutdown needs to take our address out of Ingress status.
+    let mut status_on_shutdown = None;
     match &flags.manifests {
         Some(dir) => {
             if flags.publish_status_address.is_some() {
@@ -235,12 +242,15 @@ async fn run(flags: Flags) -> Result<(), String> {
                     retry: Duration::from_secs(5),
                 };
                 tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx));
-                tokio::spawn(controller::api::write_status(
-                    client,
-                    addr,
+                let writer = tokio::spawn(controller::api::write_status(
+                    client.clone(),
+                    addr.clone(),
                     up_tx.subscribe(),
-                    leader_rx,
+                    leader_rx.clone(),
                 ));
+                if flags.update_status_on_shutdown {
+                    status_on_shutdown = Some((writer, client, addr, leader_rx, up_tx.subscribe()));
+                }
             }
         }
     }
@@ -254,18 +264,17 @@ async fn run(flags: Flags) -> Result<(), String> {
         },
         _ = shutdown_signal() => return Ok(()),
     };
-    let default_certificate = flags
-        .default_ssl_certificate
-        .as_ref()
-        .and_then(|r| first.computed.routing.certs.get(r).cloned());
-    if flags.default_ssl_certificate.is_some() && default_certificate.is_none() {
+    // The --default-ssl-certificate travels in every snapshot (so a Secret
+    // update rotates it); until it loads, a self-signed one is served.
+    if flags.default_ssl_certificate.is_some()
+        && first.computed.routing.default_certificate.is_none()
+    {
         tracing::warn!("--default-ssl-certificate not loaded; using a self-signed certificate");
     }
     let gw_config = GatewayConfig {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
-        default_certificate,
         access_log: AccessLogFormat::default(),
         ..GatewayConfig::default()
     };
@@ -301,7 +310,35 @@ async fn run(flags: Flags) -> Result<(), String> {
         }
     });
 
-    server.serve(shutdown_signal()).await;
+    // On SIGTERM the listeners drain while the leader, at the same time,
+    // takes our address out of Ingress status.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+    });
+    let status = async {
+        let Some((writer, client, addr, leader_rx, updates)) = status_on_shutdown else {
+            return;
+        };
+        stopped(stop_rx.clone()).await;
+        writer.abort();
+        let latest = updates.borrow().clone();
+        if let (Some(update), true) = (latest, *leader_rx.borrow()) {
+            let removal = controller::api::remove_status(client, &addr, &update);
+            if tokio::time::timeout(Duration::from_secs(10), removal)
+                .await
+                .is_err()
+            {
+                tracing::warn!("removing Ingress status on shutdown timed out");
+            }
+        }
+    };
+    tokio::join!(server.serve(stopped(stop_rx.clone())), status);
     tracing::info!("stopped");
     Ok(())
 }

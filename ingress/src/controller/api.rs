@@ -2,7 +2,8 @@
 //!
 //! Status is written only while `leader` says so (see
 //! [`super::leader`]). Only our Ingresses get status; Ingresses of other
-//! classes are never touched.
+//! classes are never touched. On graceful shutdown the leader takes its
+//! address back out ([`remove_status`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -91,6 +92,46 @@ pub async fn write_status(
             r = leader.changed(), if leader_open => leader_open = r.is_ok(),
         }
     }
+}
+
+/// Removes `address` from `status.loadBalancer.ingress` of our Ingresses
+/// in `update`, keeping every other entry: what the leader does on
+/// graceful shutdown (`--update-status-on-shutdown`), so that clients
+/// following the status stop sending traffic to a replica that is going
+/// away. Each Ingress is read fresh (the snapshot may not show our own
+/// last write yet); one that does not carry the address is not touched.
+/// Returns how many Ingresses were patched.
+pub async fn remove_status(client: Client, address: &str, update: &Update) -> usize {
+    let ours = status_entry(address);
+    let mut patched = 0;
+    for r in &update.computed.ours {
+        let api = Api::<Ingress>::namespaced(client.clone(), &r.namespace);
+        let ing = match api.get_opt(&r.name).await {
+            Ok(Some(ing)) => ing,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(ingress = %r, error = %e, "reading status failed");
+                continue;
+            }
+        };
+        let entries = current_entries(&ing);
+        if !entries.contains(&ours) {
+            continue;
+        }
+        let rest: Vec<Value> = entries.into_iter().filter(|e| *e != ours).collect();
+        let patch = json!({"status": {"loadBalancer": {"ingress": rest}}});
+        match api
+            .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(ingress = %r, %address, "removed status on shutdown");
+                patched += 1;
+            }
+            Err(e) => tracing::warn!(ingress = %r, error = %e, "removing status failed"),
+        }
+    }
+    patched
 }
 
 /// Follows `updates` and publishes each new warning (conflict, problem,
