@@ -259,7 +259,11 @@ async fn hundred_changes_under_load_fail_no_request() {
             let ca = tls_ca.clone();
             let n = alpn.fetch_add(1, Ordering::Relaxed);
             Box::pin(async move {
-                let protos: &[&[u8]] = if n % 2 == 0 { &[b"h2"] } else { &[b"http/1.1"] };
+                let protos: &[&[u8]] = if n.is_multiple_of(2) {
+                    &[b"h2"]
+                } else {
+                    &[b"http/1.1"]
+                };
                 let r = match tls_connect(https, Some("secure.test"), protos, Some(&ca)).await {
                     Ok((tls, _)) => {
                         let (status, _, _, _) = tls_request(tls, "secure.test", "/load").await;
