@@ -74,7 +74,9 @@ struct Flags {
     #[arg(long, value_name = "ADDRESS")]
     publish_status_address: Option<String>,
     /// On graceful shutdown (SIGTERM), the leader removes the
-    /// --publish-status-address from the status of the Ingresses it owns.
+    /// --publish-status-address from the status of the Ingresses it owns,
+    /// unless another replica (a Running Pod with this Pod's labels in
+    /// --election-namespace) will take over.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     update_status_on_shutdown: bool,
     /// Name of the Lease electing the replica that writes status.
@@ -321,6 +323,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
+    let election_namespace = flags.election_namespace.clone();
     let status = async {
         let Some((writer, client, addr, leader_rx, updates)) = status_on_shutdown else {
             return;
@@ -329,6 +332,27 @@ async fn run(flags: Flags) -> Result<(), String> {
         writer.abort();
         let latest = updates.borrow().clone();
         if let (Some(update), true) = (latest, *leader_rx.borrow()) {
+            // Another running replica will be elected and keep the status.
+            if let Ok(pod) = std::env::var("POD_NAME") {
+                let others = controller::api::other_replicas_running(
+                    client.clone(),
+                    &election_namespace,
+                    &pod,
+                );
+                match tokio::time::timeout(Duration::from_secs(5), others).await {
+                    Ok(Ok(true)) => {
+                        tracing::info!(
+                            "another replica is running; leaving Ingress status to the next leader"
+                        );
+                        return;
+                    }
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot list replicas; removing status anyway")
+                    }
+                    Err(_) => tracing::warn!("listing replicas timed out; removing status anyway"),
+                }
+            }
             let removal = controller::api::remove_status(client, &addr, &update);
             if tokio::time::timeout(Duration::from_secs(10), removal)
                 .await

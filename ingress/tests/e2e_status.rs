@@ -1,7 +1,7 @@
 //! The `sluice-ingress` binary against the fake API server, read back
 //! through the API and over TLS: status written by the leader on our
 //! Ingresses only and taken back on SIGTERM (`--update-status-on-shutdown`,
-//! and kept with `=false`); a host+path conflict and a broken TLS Secret
+//! and kept with `=false` or while another replica runs); a host+path conflict and a broken TLS Secret
 //! each produce a Warning Event, the oldest Ingress keeps the route and the
 //! previous certificate keeps serving; the `--default-ssl-certificate`
 //! Secret is reloaded when it changes.
@@ -170,6 +170,39 @@ async fn status_events_certificates_and_shutdown() {
         ing.log_text()
     );
     ing.terminate(Duration::from_secs(20)).await;
+    for n in ours {
+        assert_eq!(lb_ips(&api, n), vec![STATUS_ADDRESS], "{n}");
+    }
+
+    // Another replica running (a Pod with our Pod's labels, from the next
+    // revision): the leader leaves the status for the next leader.
+    let pod = |name: &str, labels: serde_json::Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"}
+        })
+    };
+    api.apply(&pod(
+        "sluice-ingress-test",
+        json!({"app.kubernetes.io/name": "sluice-ingress", "pod-template-hash": "aaa"}),
+    ));
+    api.apply(&pod(
+        "sluice-ingress-next",
+        json!({"app.kubernetes.io/name": "sluice-ingress", "pod-template-hash": "bbb"}),
+    ));
+    api.apply(&pod("web-1", json!({"app.kubernetes.io/name": "web"})));
+    let ing = Ingress1::start(&api, &dir, &[]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !ing.log_text().contains("leadership changed") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", ing.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = ing.log.clone();
+    ing.terminate(Duration::from_secs(20)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("another replica is running"), "{text}");
     for n in ours {
         assert_eq!(lb_ips(&api, n), vec![STATUS_ADDRESS], "{n}");
     }

@@ -70,6 +70,7 @@ impl Ingress1 {
             .args(extra)
             .env("POD_NAME", "sluice-ingress-test")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
