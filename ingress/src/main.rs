@@ -214,8 +214,8 @@ async fn run(flags: Flags) -> Result<(), String> {
     };
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (up_tx, mut up_rx) = watch::channel(None::<Arc<Update>>);
-    // What shutdown needs to take our address out of Ingress status.
-    let mut status_on_shutdown = None;
+    // The status writer and its election, for shutdown.
+    let mut status_role = None;
     match &flags.manifests {
         Some(dir) => {
             if flags.publish_status_address.is_some() {
@@ -243,16 +243,27 @@ async fn run(flags: Flags) -> Result<(), String> {
                     lease_duration: Duration::from_secs(15),
                     retry: Duration::from_secs(5),
                 };
-                tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx));
+                let election = tokio::spawn(controller::leader::run(
+                    client.clone(),
+                    lease.clone(),
+                    leader_tx,
+                ));
                 let writer = tokio::spawn(controller::api::write_status(
                     client.clone(),
                     addr.clone(),
                     up_tx.subscribe(),
                     leader_rx.clone(),
                 ));
-                if flags.update_status_on_shutdown {
-                    status_on_shutdown = Some((writer, client, addr, leader_rx, up_tx.subscribe()));
-                }
+                status_role = Some(StatusRole {
+                    election,
+                    writer,
+                    client,
+                    address: addr,
+                    lease,
+                    leader: leader_rx,
+                    updates: up_tx.subscribe(),
+                    update_status_on_shutdown: flags.update_status_on_shutdown,
+                });
             }
         }
     }
@@ -323,48 +334,91 @@ async fn run(flags: Flags) -> Result<(), String> {
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
     });
-    let election_namespace = flags.election_namespace.clone();
     let status = async {
-        let Some((writer, client, addr, leader_rx, updates)) = status_on_shutdown else {
-            return;
-        };
-        stopped(stop_rx.clone()).await;
-        writer.abort();
-        let latest = updates.borrow().clone();
-        if let (Some(update), true) = (latest, *leader_rx.borrow()) {
-            // Another running replica will be elected and keep the status.
-            if let Ok(pod) = std::env::var("POD_NAME") {
-                let others = controller::api::other_replicas_running(
-                    client.clone(),
-                    &election_namespace,
-                    &pod,
-                );
-                match tokio::time::timeout(Duration::from_secs(5), others).await {
-                    Ok(Ok(true)) => {
-                        tracing::info!(
-                            "another replica is running; leaving Ingress status to the next leader"
-                        );
-                        return;
-                    }
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "cannot list replicas; removing status anyway")
-                    }
-                    Err(_) => tracing::warn!("listing replicas timed out; removing status anyway"),
-                }
-            }
-            let removal = controller::api::remove_status(client, &addr, &update);
-            if tokio::time::timeout(Duration::from_secs(10), removal)
-                .await
-                .is_err()
-            {
-                tracing::warn!("removing Ingress status on shutdown timed out");
-            }
+        if let Some(role) = status_role {
+            stopped(stop_rx.clone()).await;
+            role.step_down().await;
         }
     };
     tokio::join!(server.serve(stopped(stop_rx.clone())), status);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The status writer, its election, and what stepping down needs.
+struct StatusRole {
+    election: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+    client: kube::Client,
+    address: String,
+    lease: LeaseConfig,
+    leader: watch::Receiver<bool>,
+    updates: watch::Receiver<Option<Arc<Update>>>,
+    update_status_on_shutdown: bool,
+}
+
+impl StatusRole {
+    /// On shutdown: stop writing and campaigning; as the leader, take our
+    /// address out of Ingress status (`--update-status-on-shutdown`)
+    /// unless another replica is running and will take over, then release
+    /// the Lease so that replica takes over at its next round.
+    async fn step_down(self) {
+        self.writer.abort();
+        self.election.abort();
+        if !*self.leader.borrow() {
+            return;
+        }
+        let latest = self.updates.borrow().clone();
+        if let (Some(update), true) = (latest, self.update_status_on_shutdown) {
+            if self.other_replicas().await {
+                tracing::info!(
+                    "another replica is running; leaving Ingress status to the next leader"
+                );
+            } else {
+                let removal =
+                    controller::api::remove_status(self.client.clone(), &self.address, &update);
+                if tokio::time::timeout(Duration::from_secs(10), removal)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("removing Ingress status on shutdown timed out");
+                }
+            }
+        }
+        let api = kube::Api::namespaced(self.client.clone(), &self.lease.namespace);
+        let release = controller::leader::release(&api, &self.lease);
+        match tokio::time::timeout(Duration::from_secs(5), release).await {
+            Ok(Ok(true)) => tracing::info!(lease = %self.lease.name, "released the Lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the Lease failed"),
+            Err(_) => tracing::warn!("releasing the Lease timed out"),
+        }
+    }
+
+    /// Whether another replica (a Running Pod with this Pod's labels, in
+    /// the election namespace) is up. Without `$POD_NAME`, or when the
+    /// Pods cannot be listed, no.
+    async fn other_replicas(&self) -> bool {
+        let Ok(pod) = std::env::var("POD_NAME") else {
+            return false;
+        };
+        let others = controller::api::other_replicas_running(
+            self.client.clone(),
+            &self.lease.namespace,
+            &pod,
+        );
+        match tokio::time::timeout(Duration::from_secs(5), others).await {
+            Ok(Ok(running)) => running,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot list replicas; removing status anyway");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("listing replicas timed out; removing status anyway");
+                false
+            }
+        }
+    }
 }
 
 async fn serve_admin(

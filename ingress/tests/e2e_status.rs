@@ -1,6 +1,7 @@
 //! The `sluice-ingress` binary against the fake API server, read back
 //! through the API and over TLS: status written by the leader on our
-//! Ingresses only and taken back on SIGTERM (`--update-status-on-shutdown`,
+//! Ingresses only and taken back on SIGTERM, the Lease released
+//! (`--update-status-on-shutdown`,
 //! and kept with `=false` or while another replica runs); a host+path conflict and a broken TLS Secret
 //! each produce a Warning Event, the oldest Ingress keeps the route and the
 //! previous certificate keeps serving; the `--default-ssl-certificate`
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use e2e_api::*;
 use gateway_support::{Backend, TestCa, tls_connect, tls_request};
+use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::json;
 use sluice_tests::fake_api::FakeApiServer;
 
@@ -158,6 +160,9 @@ async fn status_events_certificates_and_shutdown() {
     for n in ours {
         assert!(lb_ips(&api, n).is_empty(), "{n} kept {:?}", lb_ips(&api, n));
     }
+    // ...and released the Lease for the next replica.
+    let lease: Lease = api.get(Some("default"), "sluice-ingress-leader").unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None);
 
     // With --update-status-on-shutdown=false the status stays.
     let ing = Ingress1::start(&api, &dir, &["--update-status-on-shutdown=false"]).await;
