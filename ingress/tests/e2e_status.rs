@@ -1,11 +1,11 @@
 //! The `sluice-ingress` binary against the fake API server, read back
 //! through the API and over TLS: status written by the leader on our
-//! Ingresses only and taken back on SIGTERM, the Lease released
-//! (`--update-status-on-shutdown`,
-//! and kept with `=false` or while another replica runs); a host+path conflict and a broken TLS Secret
-//! each produce a Warning Event, the oldest Ingress keeps the route and the
-//! previous certificate keeps serving; the `--default-ssl-certificate`
-//! Secret is reloaded when it changes.
+//! Ingresses only; on SIGTERM the leader takes it back and releases the
+//! Lease (`--update-status-on-shutdown`), while `=false`, a follower's
+//! shutdown, or another running replica leave it; a host+path conflict and
+//! a broken TLS Secret each produce a Warning Event, the oldest Ingress
+//! keeps the route and the previous certificate keeps serving; the
+//! `--default-ssl-certificate` Secret is reloaded when it changes.
 
 mod e2e_api;
 mod gateway_support;
@@ -179,6 +179,34 @@ async fn status_events_certificates_and_shutdown() {
         assert_eq!(lb_ips(&api, n), vec![STATUS_ADDRESS], "{n}");
     }
 
+    // Two replicas: the follower's shutdown leaves status and Lease alone;
+    // the leader's then takes the status back.
+    let leader = Ingress1::start_as(&api, &dir, "replica-a", &[]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !leader.log_text().contains("leadership changed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            leader.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let follower = Ingress1::start_as(&api, &dir, "replica-b", &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    follower.terminate(Duration::from_secs(20)).await;
+    for n in ours {
+        assert_eq!(lb_ips(&api, n), vec![STATUS_ADDRESS], "{n}");
+    }
+    let lease: Lease = api.get(Some("default"), "sluice-ingress-leader").unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("replica-a")
+    );
+    leader.terminate(Duration::from_secs(20)).await;
+    for n in ours {
+        assert!(lb_ips(&api, n).is_empty(), "{n}");
+    }
+
     // Another replica running (a Pod with our Pod's labels, from the next
     // revision): the leader leaves the status for the next leader.
     let pod = |name: &str, labels: serde_json::Value| {
@@ -199,11 +227,14 @@ async fn status_events_certificates_and_shutdown() {
     ));
     api.apply(&pod("web-1", json!({"app.kubernetes.io/name": "web"})));
     let ing = Ingress1::start(&api, &dir, &[]).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !ing.log_text().contains("leadership changed") {
-        assert!(tokio::time::Instant::now() < deadline, "{}", ing.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        api.wait_for(WAIT, |a| ours
+            .iter()
+            .all(|n| lb_ips(a, n) == vec![STATUS_ADDRESS]))
+            .await,
+        "status not written: {}",
+        ing.log_text()
+    );
     let log = ing.log.clone();
     ing.terminate(Duration::from_secs(20)).await;
     let text = std::fs::read_to_string(&log).unwrap();

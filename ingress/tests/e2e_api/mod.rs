@@ -46,6 +46,17 @@ impl Ingress1 {
     /// status publishing (`STATUS_ADDRESS`) and `extra` flags, and waits
     /// until `/readyz` answers 200.
     pub async fn start(api: &FakeApiServer, dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_as(api, dir, "sluice-ingress-test", extra).await
+    }
+
+    /// [`Ingress1::start`] with `$POD_NAME` (the election identity) set to
+    /// `pod`.
+    pub async fn start_as(
+        api: &FakeApiServer,
+        dir: &std::path::Path,
+        pod: &str,
+        extra: &[&str],
+    ) -> Self {
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
@@ -68,7 +79,7 @@ impl Ingress1 {
             .args(["--admin-addr", &admin.to_string()])
             .args(["--publish-status-address", STATUS_ADDRESS])
             .args(extra)
-            .env("POD_NAME", "sluice-ingress-test")
+            .env("POD_NAME", pod)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
