@@ -294,6 +294,11 @@ async fn hundred_changes_under_load_fail_no_request() {
             }
         }));
     } else {
+        // scripts/setup.sh installs it; CI must not lose this load silently.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "h2load not installed (Debian nghttp2-client; scripts/setup.sh)"
+        );
         eprintln!("h2load not installed (Debian nghttp2-client); its load is skipped");
     }
 
