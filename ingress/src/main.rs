@@ -65,13 +65,20 @@ struct Flags {
     #[arg(long)]
     watch_ingress_without_class: bool,
     /// Certificate Secret (NAMESPACE/NAME) served when SNI matches no
-    /// Ingress certificate; read once, when the listeners open.
+    /// Ingress certificate; reloaded whenever the Secret changes (a broken
+    /// update keeps the previous certificate).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_secret_ref)]
     default_ssl_certificate: Option<SecretRef>,
     /// Address (IP or hostname) written into the status of our Ingresses
     /// (API server only).
     #[arg(long, value_name = "ADDRESS")]
     publish_status_address: Option<String>,
+    /// On graceful shutdown (SIGTERM), the leader removes the
+    /// --publish-status-address from the status of the Ingresses it owns,
+    /// unless another replica (a Running Pod with this Pod's labels in
+    /// --election-namespace) will take over.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    update_status_on_shutdown: bool,
     /// Name of the Lease electing the replica that writes status.
     #[arg(long, default_value = "sluice-ingress-leader")]
     election_id: String,
@@ -207,6 +214,8 @@ async fn run(flags: Flags) -> Result<(), String> {
     };
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (up_tx, mut up_rx) = watch::channel(None::<Arc<Update>>);
+    // The status writer and its election, for shutdown.
+    let mut status_role = None;
     match &flags.manifests {
         Some(dir) => {
             if flags.publish_status_address.is_some() {
@@ -234,13 +243,27 @@ async fn run(flags: Flags) -> Result<(), String> {
                     lease_duration: Duration::from_secs(15),
                     retry: Duration::from_secs(5),
                 };
-                tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx));
-                tokio::spawn(controller::api::write_status(
-                    client,
-                    addr,
-                    up_tx.subscribe(),
-                    leader_rx,
+                let election = tokio::spawn(controller::leader::run(
+                    client.clone(),
+                    lease.clone(),
+                    leader_tx,
                 ));
+                let writer = tokio::spawn(controller::api::write_status(
+                    client.clone(),
+                    addr.clone(),
+                    up_tx.subscribe(),
+                    leader_rx.clone(),
+                ));
+                status_role = Some(StatusRole {
+                    election,
+                    writer,
+                    client,
+                    address: addr,
+                    lease,
+                    leader: leader_rx,
+                    updates: up_tx.subscribe(),
+                    update_status_on_shutdown: flags.update_status_on_shutdown,
+                });
             }
         }
     }
@@ -254,18 +277,17 @@ async fn run(flags: Flags) -> Result<(), String> {
         },
         _ = shutdown_signal() => return Ok(()),
     };
-    let default_certificate = flags
-        .default_ssl_certificate
-        .as_ref()
-        .and_then(|r| first.computed.routing.certs.get(r).cloned());
-    if flags.default_ssl_certificate.is_some() && default_certificate.is_none() {
+    // The --default-ssl-certificate travels in every snapshot (so a Secret
+    // update rotates it); until it loads, a self-signed one is served.
+    if flags.default_ssl_certificate.is_some()
+        && first.computed.routing.default_certificate.is_none()
+    {
         tracing::warn!("--default-ssl-certificate not loaded; using a self-signed certificate");
     }
     let gw_config = GatewayConfig {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
-        default_certificate,
         access_log: AccessLogFormat::default(),
         ..GatewayConfig::default()
     };
@@ -301,9 +323,102 @@ async fn run(flags: Flags) -> Result<(), String> {
         }
     });
 
-    server.serve(shutdown_signal()).await;
+    // On SIGTERM the listeners drain while the leader, at the same time,
+    // takes our address out of Ingress status.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+    });
+    let status = async {
+        if let Some(role) = status_role {
+            stopped(stop_rx.clone()).await;
+            role.step_down().await;
+        }
+    };
+    tokio::join!(server.serve(stopped(stop_rx.clone())), status);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The status writer, its election, and what stepping down needs.
+struct StatusRole {
+    election: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+    client: kube::Client,
+    address: String,
+    lease: LeaseConfig,
+    leader: watch::Receiver<bool>,
+    updates: watch::Receiver<Option<Arc<Update>>>,
+    update_status_on_shutdown: bool,
+}
+
+impl StatusRole {
+    /// On shutdown: stop writing and campaigning; as the leader, take our
+    /// address out of Ingress status (`--update-status-on-shutdown`)
+    /// unless another replica is running and will take over, then release
+    /// the Lease so that replica takes over at its next round.
+    async fn step_down(self) {
+        self.writer.abort();
+        self.election.abort();
+        if !*self.leader.borrow() {
+            return;
+        }
+        let latest = self.updates.borrow().clone();
+        if let (Some(update), true) = (latest, self.update_status_on_shutdown) {
+            if self.other_replicas().await {
+                tracing::info!(
+                    "another replica is running; leaving Ingress status to the next leader"
+                );
+            } else {
+                let removal =
+                    controller::api::remove_status(self.client.clone(), &self.address, &update);
+                if tokio::time::timeout(Duration::from_secs(10), removal)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("removing Ingress status on shutdown timed out");
+                }
+            }
+        }
+        let api = kube::Api::namespaced(self.client.clone(), &self.lease.namespace);
+        let release = controller::leader::release(&api, &self.lease);
+        match tokio::time::timeout(Duration::from_secs(5), release).await {
+            Ok(Ok(true)) => tracing::info!(lease = %self.lease.name, "released the Lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the Lease failed"),
+            Err(_) => tracing::warn!("releasing the Lease timed out"),
+        }
+    }
+
+    /// Whether another replica (a Running Pod with this Pod's labels, in
+    /// the election namespace) is up. Without `$POD_NAME`, or when the
+    /// Pods cannot be listed, no.
+    async fn other_replicas(&self) -> bool {
+        let Ok(pod) = std::env::var("POD_NAME") else {
+            return false;
+        };
+        let others = controller::api::other_replicas_running(
+            self.client.clone(),
+            &self.lease.namespace,
+            &pod,
+        );
+        match tokio::time::timeout(Duration::from_secs(5), others).await {
+            Ok(Ok(running)) => running,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot list replicas; removing status anyway");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("listing replicas timed out; removing status anyway");
+                false
+            }
+        }
+    }
 }
 
 async fn serve_admin(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{Value, json};
-use sluice_ingress::controller::leader::{LeaseConfig, try_acquire_or_renew};
+use sluice_ingress::controller::leader::{LeaseConfig, release, try_acquire_or_renew};
 use sluice_ingress::controller::{self, ControllerConfig, ObjectKey, Update};
 use sluice_ingress::gateway::ServiceKey;
 use sluice_ingress::routes::PortRef;
@@ -228,6 +228,39 @@ async fn lease_election_one_leader_takeover_after_expiry() {
         .unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
+}
+
+#[tokio::test]
+async fn released_lease_is_taken_at_once() {
+    let api = FakeApiServer::start().await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(api.client(), "default");
+    let cfg = |id: &str| LeaseConfig {
+        namespace: "default".into(),
+        name: "election".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(60),
+        retry: Duration::from_millis(100),
+    };
+    assert!(try_acquire_or_renew(&leases, &cfg("a")).await.unwrap());
+    assert!(!try_acquire_or_renew(&leases, &cfg("b")).await.unwrap());
+    // Only the holder releases.
+    assert!(!release(&leases, &cfg("b")).await.unwrap());
+    assert!(release(&leases, &cfg("a")).await.unwrap());
+    let spec = api
+        .get::<Lease>(Some("default"), "election")
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.holder_identity, None);
+    // Long before the 60 s lease would have expired.
+    assert!(try_acquire_or_renew(&leases, &cfg("b")).await.unwrap());
+    assert!(!release(&leases, &cfg("a")).await.unwrap());
+    let spec = api
+        .get::<Lease>(Some("default"), "election")
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
 }
 
 #[tokio::test]

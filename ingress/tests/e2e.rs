@@ -1,7 +1,8 @@
 //! End to end: the real `sluice-ingress` binary with `--manifests` on
 //! loopback ephemeral ports, two tiny backends on 127.0.0.1, and real curl
-//! requests (host and path routing, 404, TLS with SNI, a manifest edit that
-//! changes routing without dropping an in-flight request).
+//! requests (host and path routing, 404, TLS with SNI, HTTP/2 over TLS and
+//! h2c, a manifest edit that changes routing without dropping an in-flight
+//! request).
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -278,6 +279,31 @@ async fn binary_routes_from_manifests_with_curl() {
     ])
     .await;
     assert_eq!((code.as_str(), body.as_str()), ("200", "backend-b /tls"));
+
+    // HTTP/2: over TLS by ALPN, and cleartext with prior knowledge (the
+    // later -w replaces the helper's, adding the protocol version).
+    let (code, body) = curl(vec![
+        "--http2".into(),
+        "-w".into(),
+        "\n%{http_code} %{http_version}".into(),
+        "--resolve".into(),
+        format!("secure.test:{https}:127.0.0.1"),
+        "--cacert".into(),
+        dir.join("ca.pem").display().to_string(),
+        format!("https://secure.test:{https}/h2"),
+    ])
+    .await;
+    assert_eq!((code.as_str(), body.as_str()), ("200 2", "backend-b /h2"));
+    let (code, body) = curl(vec![
+        "--http2-prior-knowledge".into(),
+        "-w".into(),
+        "\n%{http_code} %{http_version}".into(),
+        "--resolve".into(),
+        format!("www.test:{http}:127.0.0.1"),
+        format!("http://www.test:{http}/h2c"),
+    ])
+    .await;
+    assert_eq!((code.as_str(), body.as_str()), ("200 2", "backend-a /h2c"));
 
     // A slow request in flight while the manifest changes www.test/ to
     // svc-b: it completes on backend-a; new requests go to backend-b.

@@ -237,6 +237,7 @@ async fn routing_swaps_under_load_fail_nothing() {
             table: tables[swaps % 2].clone(),
             endpoints: eps.clone(),
             certs: Arc::default(),
+            default_certificate: None,
         });
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -2,14 +2,17 @@
 //!
 //! Status is written only while `leader` says so (see
 //! [`super::leader`]). Only our Ingresses get status; Ingresses of other
-//! classes are never touched.
+//! classes are never touched. On graceful shutdown the leader takes its
+//! address back out ([`remove_status`]) unless another replica is running
+//! ([`other_replicas_running`]) and will take over.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde_json::{Value, json};
@@ -91,6 +94,92 @@ pub async fn write_status(
             r = leader.changed(), if leader_open => leader_open = r.is_ok(),
         }
     }
+}
+
+/// Removes `address` from `status.loadBalancer.ingress` of our Ingresses
+/// in `update`, keeping every other entry: what the leader does on
+/// graceful shutdown (`--update-status-on-shutdown`), so that clients
+/// following the status stop sending traffic to a replica that is going
+/// away. Each Ingress is read fresh (the snapshot may not show our own
+/// last write yet); one that does not carry the address is not touched.
+/// Returns how many Ingresses were patched.
+pub async fn remove_status(client: Client, address: &str, update: &Update) -> usize {
+    let ours = status_entry(address);
+    let mut patched = 0;
+    for r in &update.computed.ours {
+        let api = Api::<Ingress>::namespaced(client.clone(), &r.namespace);
+        let ing = match api.get_opt(&r.name).await {
+            Ok(Some(ing)) => ing,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(ingress = %r, error = %e, "reading status failed");
+                continue;
+            }
+        };
+        let entries = current_entries(&ing);
+        if !entries.contains(&ours) {
+            continue;
+        }
+        let rest: Vec<Value> = entries.into_iter().filter(|e| *e != ours).collect();
+        let patch = json!({"status": {"loadBalancer": {"ingress": rest}}});
+        match api
+            .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(ingress = %r, %address, "removed status on shutdown");
+                patched += 1;
+            }
+            Err(e) => tracing::warn!(ingress = %r, error = %e, "removing status failed"),
+        }
+    }
+    patched
+}
+
+/// Labels that differ between revisions of the same workload, ignored
+/// when looking for other replicas.
+const REVISION_LABELS: [&str; 3] = [
+    "pod-template-hash",
+    "controller-revision-hash",
+    "statefulset.kubernetes.io/pod-name",
+];
+
+/// Whether another replica of this controller is running: a Pod in
+/// `namespace`, other than `pod_name`, that carries every label of ours
+/// (revision labels aside, so a rollout's new Pods count), is `Running`
+/// and is not being deleted. Then the status is left for the next leader
+/// rather than taken away and written back seconds later (ingress-nginx
+/// does the same). Labels are compared here, never rendered into a
+/// selector.
+pub async fn other_replicas_running(
+    client: Client,
+    namespace: &str,
+    pod_name: &str,
+) -> Result<bool, kube::Error> {
+    let pods = Api::<Pod>::namespaced(client, namespace);
+    let Some(me) = pods.get_opt(pod_name).await? else {
+        return Ok(false);
+    };
+    let mine: Vec<(String, String)> = me
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !REVISION_LABELS.contains(&k.as_str()))
+        .collect();
+    if mine.is_empty() {
+        return Ok(false);
+    }
+    let list = pods.list(&ListParams::default()).await?;
+    Ok(list.items.iter().any(|p| {
+        let labels = p.metadata.labels.as_ref();
+        p.metadata.name.as_deref() != Some(pod_name)
+            && p.metadata.deletion_timestamp.is_none()
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && mine
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    }))
 }
 
 /// Follows `updates` and publishes each new warning (conflict, problem,

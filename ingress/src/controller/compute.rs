@@ -206,6 +206,10 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
     our_refs.sort();
     Computed {
         routing: Routing {
+            default_certificate: config
+                .default_ssl_certificate
+                .as_ref()
+                .and_then(|d| certs.get(d).cloned()),
             table: Arc::new(out.table),
             endpoints: Arc::new(endpoints),
             certs: Arc::new(certs),
@@ -567,5 +571,44 @@ mod tests {
 
         let gone = compute(&cfg, &Snapshot::from_objects(base()), &good.routing.certs);
         assert!(gone.routing.certs.get(&sref).is_none());
+    }
+
+    #[test]
+    fn default_ssl_certificate_travels_in_the_routing_and_follows_its_secret() {
+        let cfg = ControllerConfig {
+            default_ssl_certificate: Some(SecretRef {
+                namespace: "ns".into(),
+                name: "cert".into(),
+            }),
+            ..ControllerConfig::default()
+        };
+        let snap = |cert: &str, key: &str| {
+            Snapshot::from_objects([class("sluice", DEFAULT_CONTROLLER), secret(cert, key)])
+        };
+        let (c1, k1) = pem("fallback.test");
+        let (c2, k2) = pem("fallback.test");
+        let first = compute(&cfg, &snap(&c1, &k1), &CertStore::new());
+        let d1 = first.routing.default_certificate.clone().expect("loaded");
+        let second = compute(&cfg, &snap(&c2, &k2), &first.routing.certs);
+        let d2 = second
+            .routing
+            .default_certificate
+            .clone()
+            .expect("reloaded");
+        assert_ne!(d1.cert, d2.cert);
+        // Broken: the previous one stays, reported without an Ingress.
+        let broken = compute(&cfg, &snap("garbage", &k2), &second.routing.certs);
+        assert!(Arc::ptr_eq(
+            broken.routing.default_certificate.as_ref().unwrap(),
+            &d2
+        ));
+        assert!(broken.issues.iter().any(|i| i.ingress.is_none()));
+        // Not configured: none.
+        let none = compute(
+            &ControllerConfig::default(),
+            &snap(&c1, &k1),
+            &CertStore::new(),
+        );
+        assert!(none.routing.default_certificate.is_none());
     }
 }

@@ -6,7 +6,9 @@
 //! `leaseDurationSeconds`; a free Lease is taken, and a held one renewed,
 //! by a replace carrying the read `resourceVersion` (so of two candidates
 //! racing, one gets a conflict and stays a follower). A leader that cannot
-//! renew steps down once its own lease would have expired.
+//! renew steps down once its own lease would have expired. On graceful
+//! shutdown the holder [`release`]s the Lease so that another replica
+//! takes over at once.
 
 use std::time::Duration;
 
@@ -83,6 +85,31 @@ pub async fn try_acquire_or_renew(
     }
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(duration);
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the Lease up if we hold it (on graceful shutdown, once the
+/// election loop is stopped), so another replica takes over at its next
+/// round instead of waiting out `leaseDurationSeconds`. Returns whether a
+/// Lease of ours was released. A conflict (someone else wrote it since we
+/// read it) means it is no longer ours to release.
+pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(false);
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return Ok(false);
+    };
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.acquire_time = None;
+    spec.renew_time = None;
     match api.replace(&cfg.name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),

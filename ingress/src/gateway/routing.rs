@@ -11,6 +11,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::sign::CertifiedKey;
+
 use crate::routes::{Backend, PortRef, RouteTable};
 
 use super::tls::CertStore;
@@ -24,6 +26,10 @@ pub struct Routing {
     pub endpoints: Arc<Endpoints>,
     /// Certificates per Secret.
     pub certs: Arc<CertStore>,
+    /// The certificate served when SNI selects none (the
+    /// `--default-ssl-certificate` Secret, reloaded with every snapshot);
+    /// `None` falls back to the gateway's configured or self-signed one.
+    pub default_certificate: Option<Arc<CertifiedKey>>,
 }
 
 /// A Service port as an Ingress backend names it: by number or by name.

@@ -14,6 +14,27 @@
 //!    ([`super::limits`]), upgrades tunnelled.
 //! 6. Access log and request metrics when the response body ends
 //!    ([`super::access_log`]).
+//!
+//! ## Request framing and smuggling
+//!
+//! hyper parses HTTP/1 framing before a request reaches this service and
+//! answers 400 itself for conflicting `Content-Length`s, a
+//! `Transfer-Encoding` whose last coding is not `chunked`,
+//! `Transfer-Encoding` on HTTP/1.0 and whitespace before a header colon.
+//! A request carrying **both** `Content-Length` and `Transfer-Encoding:
+//! chunked` is not refused: hyper 1.12 follows RFC 9112 §6.1 (the chunked
+//! coding frames the body), removes `Content-Length` from the header map
+//! (or never adds it when it follows `Transfer-Encoding`) and turns
+//! keep-alive off, so the connection closes after the response and no
+//! byte after the chunked body is ever parsed as a request. Refusing it
+//! here is impossible: the parsed request is indistinguishable from a
+//! plain chunked one, and hyper's record of the raw header names
+//! (`HeaderCaseMap`) is crate-private; it would take a fork of hyper or a
+//! second HTTP/1 parser in front of it. Upstream the body is re-framed by
+//! the gateway's own client ([`super::proxy`] drops both framing headers),
+//! so a backend never sees both. `gateway_http::smuggling_attempts_are_refused`
+//! shows the one response, the closed connection and that the smuggled
+//! request reaches no backend, in both header orders.
 
 use std::convert::Infallible;
 use std::future::Future;

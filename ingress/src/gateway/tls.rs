@@ -7,7 +7,9 @@
 //! wildcard `*.parent` covering exactly one extra label); the entry's
 //! Secret is looked up in the [`CertStore`]. No entry, an entry without
 //! `secretName`, a Secret not (or not validly) loaded, or no SNI at all:
-//! the default certificate (configured, else self-signed at start).
+//! the snapshot's default certificate (the `--default-ssl-certificate`
+//! Secret, so it reloads like any other), else the gateway's configured
+//! one, else one self-signed at start.
 //!
 //! Loading a Secret ([`CertStore::load_pem`]) parses the PEM chain and the
 //! private key and checks that the key belongs to the leaf certificate;
@@ -212,6 +214,7 @@ impl ResolvesServerCert for SniResolver {
         let r = &snap.routing;
         Some(
             select_certificate(&r.table, &r.certs, hello.server_name())
+                .or_else(|| r.default_certificate.clone())
                 .unwrap_or_else(|| self.default.clone()),
         )
     }

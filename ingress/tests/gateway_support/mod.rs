@@ -327,6 +327,7 @@ pub fn routing(table: Arc<RouteTable>, endpoints: Arc<Endpoints>, certs: CertSto
         table,
         endpoints,
         certs: Arc::new(certs),
+        default_certificate: None,
     }
 }
 
