@@ -123,7 +123,11 @@ def test_defaults_deploy_both_with_least_privilege():
     assert secrets and secrets[0]["verbs"] == ["get", "list", "watch"]
     lease_role = by_kind(objects, "Role")[0]
     assert lease_role["metadata"]["namespace"] == NAMESPACE
-    assert {r["resources"][0] for r in lease_role["rules"]} == {"leases"}
+    # The Lease, and reading Pods (on shutdown the leader keeps the status
+    # while another replica runs); nothing else, nothing to write but leases.
+    assert {r["resources"][0] for r in lease_role["rules"]} == {"leases", "pods"}
+    pods = [r for r in lease_role["rules"] if r["resources"] == ["pods"]]
+    assert pods[0]["verbs"] == ["get", "list"]
 
     deploy = by_kind(objects, "Deployment")[0]["spec"]
     assert deploy["replicas"] == 2
