@@ -1,5 +1,19 @@
 //! The flannel-compatible VXLAN pod overlay (optional): a node running it
 //! behaves as flannel's vxlan backend does, so Sluice and flannel nodes route
 //! pod traffic to each other.
+//!
+//! * [`config`]: net-conf.json; [`annotations`]: flannel's Node annotations.
+//! * [`plan`] (pure): Nodes + configuration + underlay facts → per family a
+//!   [`model::DesiredOverlay`], our annotations, subnet.env, skipped nodes.
+//! * [`run`]: the shell (watch → plan → kernel → nodes/status → files →
+//!   [`masq`] rules); [`underlay`] finds the underlay interface.
 
+pub mod annotations;
+pub mod cni;
+pub mod config;
+pub mod masq;
 pub mod model;
+pub mod plan;
+pub mod run;
+pub mod subnet_env;
+pub mod underlay;

@@ -173,6 +173,21 @@ impl Store {
                         }
                     }
                 }
+                // The real nodes/status strategy only resets the spec:
+                // labels and annotations written through it stick (flannel
+                // publishes its node annotations this way).
+                if rt.kind == "Node" {
+                    for key in ["labels", "annotations"] {
+                        match body.get("metadata").and_then(|m| m.get(key)) {
+                            Some(v) => {
+                                meta_mut(&mut new).insert(key.into(), v.clone());
+                            }
+                            None => {
+                                meta_mut(&mut new).remove(key);
+                            }
+                        }
+                    }
+                }
                 new
             }
             Part::Main => {
