@@ -2,4 +2,5 @@
 //! behaves as flannel's vxlan backend does, so Sluice and flannel nodes route
 //! pod traffic to each other.
 
+pub mod kernel;
 pub mod model;
