@@ -5,12 +5,17 @@
 //! * [`config`]: net-conf.json; [`annotations`]: flannel's Node annotations.
 //! * [`plan`] (pure): Nodes + configuration + underlay facts → per family a
 //!   [`model::DesiredOverlay`], our annotations, subnet.env, skipped nodes.
+//! * [`kernel`]: the VXLAN device, neighbours, FDB entries and routes over
+//!   rtnetlink; [`dataplane`] binds it (and [`underlay`] discovery) to a
+//!   network namespace.
 //! * [`run`]: the shell (watch → plan → kernel → nodes/status → files →
-//!   [`masq`] rules); [`underlay`] finds the underlay interface.
+//!   [`masq`] rules).
 
 pub mod annotations;
 pub mod cni;
 pub mod config;
+pub mod dataplane;
+pub mod kernel;
 pub mod masq;
 pub mod model;
 pub mod plan;
