@@ -174,7 +174,8 @@ fn backend_data_is_written_exactly_as_flannel_writes_it() {
 
 #[test]
 fn backend_data_is_parsed_as_flannel_parses_it() {
-    let cases: [(&str, Option<(Option<u32>, &str)>); 8] = [
+    type Want = Option<(Option<u32>, &'static str)>;
+    let cases: [(&str, Want); 8] = [
         (
             r#"{"VNI":1,"VtepMAC":"ee:43:f0:12:f0:3f"}"#,
             Some((Some(1), "ee:43:f0:12:f0:3f")),
@@ -610,15 +611,16 @@ fn incremental_diff_removes_changed_entries_first() {
     let a = r("a", "2a:00:00:00:00:01", "192.168.0.2");
     let a_new_mac = r("a", "2a:00:00:00:00:99", "192.168.0.2");
     let a_new_ip = r("a", "2a:00:00:00:00:01", "192.168.0.22");
-    assert_eq!(diff_remotes(&[a.clone()], &[a.clone()]), (vec![], vec![]));
-    assert_eq!(diff_remotes(&[a.clone()], &[]), (vec![a.clone()], vec![]));
-    assert_eq!(diff_remotes(&[], &[a.clone()]), (vec![], vec![a.clone()]));
+    let one = std::slice::from_ref;
+    assert_eq!(diff_remotes(one(&a), one(&a)), (vec![], vec![]));
+    assert_eq!(diff_remotes(one(&a), &[]), (vec![a.clone()], vec![]));
+    assert_eq!(diff_remotes(&[], one(&a)), (vec![], vec![a.clone()]));
     assert_eq!(
-        diff_remotes(&[a.clone()], &[a_new_mac.clone()]),
+        diff_remotes(one(&a), one(&a_new_mac)),
         (vec![a.clone()], vec![a_new_mac])
     );
     assert_eq!(
-        diff_remotes(&[a.clone()], &[a_new_ip.clone()]),
+        diff_remotes(one(&a), one(&a_new_ip)),
         (vec![a], vec![a_new_ip])
     );
 }

@@ -357,8 +357,8 @@ fn remotes(
             Err(reason) => skipped.push(Skipped { node: name, reason }),
         }
     }
-    v4.sort_by(|a, b| a.subnet.cmp(&b.subnet));
-    v6.sort_by(|a, b| a.subnet.cmp(&b.subnet));
+    v4.sort_by_key(|r| r.subnet);
+    v6.sort_by_key(|r| r.subnet);
     (v4, v6, skipped)
 }
 

@@ -68,7 +68,7 @@ pub struct KernelReport {
 }
 
 /// The kernel side as the shell uses it (the real one is
-/// [`SystemDataplane`](super::SystemDataplane); tests use fakes). Every
+/// [`SystemDataplane`](super::dataplane::SystemDataplane); tests use fakes). Every
 /// call runs on a blocking thread.
 pub trait OverlayDataplane: Send + 'static {
     /// Finds the underlay interface and its facts.
@@ -469,7 +469,7 @@ where
         // A failed patch is retried every few seconds, not every tick.
         let patch_due = nodes_api.is_some()
             && last_patch.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(3));
-        if !dirty && !full && !(patch_pending && patch_due) {
+        if !(dirty || full || (patch_pending && patch_due)) {
             continue;
         }
         dirty = false;
