@@ -324,6 +324,22 @@ async fn three_nodes_route_pod_traffic_like_flannel() {
         "{nat}"
     );
 
+    // A remote with malformed annotations is skipped; the others keep
+    // working.
+    api.apply(&json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "broken", "annotations": {
+            "flannel.alpha.coreos.com/backend-data": "{\"VNI\":1,\"VtepMAC\":\"zz:zz\"}",
+            "flannel.alpha.coreos.com/backend-type": "vxlan",
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+            "flannel.alpha.coreos.com/public-ip": "192.168.77.99",
+        }},
+        "spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]},
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!routes(1).contains("10.244.9.0/24"), "{}", routes(1));
+    assert!(ping(&pod_ns(1, 'b'), &pod_ip(3, 'a')));
+
     // Node removal: its route, FDB entry and neighbour go on every node.
     tasks[2].take().unwrap().abort();
     api.delete::<Node>(None, "node3");
@@ -362,11 +378,24 @@ async fn three_nodes_route_pod_traffic_like_flannel() {
     })
     .await;
 
-    // Restart keeps the MAC (from the node's own annotation) and the device.
+    // Restart keeps the MAC (from the node's own annotation) and the
+    // device; entries of a node that went away while we were down (here
+    // planted by hand) are removed at startup.
     let index_before = sh("ip -n ovc-n2 -o link show flannel.1");
     tasks[1].take().unwrap().abort();
+    sh(
+        "ip -n ovc-n2 neigh replace 10.244.50.0 lladdr 2a:00:00:00:00:50 dev flannel.1 nud permanent && \
+        bridge -n ovc-n2 fdb append 2a:00:00:00:00:50 dst 192.168.77.50 dev flannel.1 self permanent && \
+        ip -n ovc-n2 route add 10.244.50.0/24 via 10.244.50.0 dev flannel.1 onlink",
+    );
+    assert!(routes(2).contains("10.244.50.0/24"));
     tasks[1] = Some(start(&api, 2, VXLAN_CONF));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait("stale entries removed at startup", 20, || {
+        !routes(2).contains("10.244.50.0/24")
+            && !neighbours(2).contains("10.244.50.0")
+            && !fdb(2).contains("2a:00:00:00:00:50")
+    })
+    .await;
     assert_eq!(vtep_mac(&api, 2).unwrap(), macs[1]);
     let index_after = sh("ip -n ovc-n2 -o link show flannel.1");
     assert_eq!(
