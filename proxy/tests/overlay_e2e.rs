@@ -165,6 +165,36 @@ fn lab() -> Lab {
     Lab { _ns: ns }
 }
 
+/// The VTEP MAC of the hand-made flannel node.
+const FLANNEL_MAC: &str = "2a:66:6c:61:6e:04";
+
+/// Node 4 as flanneld's vxlan backend leaves it, made with `ip`/`bridge`
+/// (what flannel's netlink calls amount to): `flannel.1` with its MAC and
+/// `.0/32`, a pod behind `cni0`, and the entries for node 1 (neighbour, FDB,
+/// onlink route, in flannel's order).
+fn flannel_node(node1_mac: &str) -> Vec<Netns> {
+    let (n, p) = ("ovc-n4", "ovc-p4a");
+    let ns = vec![Netns::new(n), Netns::new(p)];
+    sh(&format!(
+        "ip link add ovc-sw4 type veth peer name eth0 netns {n} && \
+         ip link set ovc-sw4 netns ovc-sw && ip -n ovc-sw link set ovc-sw4 master br0 up && \
+         ip -n {n} addr add {ip4}/24 dev eth0 && ip -n {n} link set eth0 up && \
+         ip netns exec {n} sysctl -qw net.ipv4.ip_forward=1 && \
+         ip -n {n} link add flannel.1 address {FLANNEL_MAC} type vxlan id 1 local {ip4} dev eth0 dstport 8472 nolearning && \
+         ip -n {n} link set flannel.1 mtu 1450 up && ip -n {n} addr add 10.244.4.0/32 dev flannel.1 && \
+         ip -n {n} link add cni0 type bridge && ip -n {n} addr add 10.244.4.1/24 dev cni0 && ip -n {n} link set cni0 up && \
+         ip -n {n} link add vetha type veth peer name eth0 netns {p} && ip -n {n} link set vetha master cni0 up && \
+         ip -n {p} addr add 10.244.4.2/24 dev eth0 && ip -n {p} link set eth0 up && \
+         ip -n {p} route add default via 10.244.4.1 && \
+         ip -n {n} neigh replace 10.244.1.0 lladdr {node1_mac} dev flannel.1 nud permanent && \
+         bridge -n {n} fdb append {node1_mac} dst {ip1} dev flannel.1 self permanent && \
+         ip -n {n} route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink",
+        ip4 = node_ip(4),
+        ip1 = node_ip(1),
+    ));
+    ns
+}
+
 fn node_object(i: u8) -> serde_json::Value {
     let cidr = format!("10.244.{i}.0/24");
     json!({
@@ -325,6 +355,28 @@ async fn three_nodes_route_pod_traffic_like_flannel() {
         nat.contains("-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG"),
         "{nat}"
     );
+
+    // Interop: node 4 is set up by hand exactly as flanneld would set it
+    // up, and announces itself with flannel's annotation text. Sluice nodes
+    // program it and pod traffic flows both ways.
+    let _flannel_ns = flannel_node(&macs[0]);
+    api.apply(&json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "flannel4", "annotations": {
+            "flannel.alpha.coreos.com/backend-data": format!("{{\"VNI\":1,\"VtepMAC\":\"{FLANNEL_MAC}\"}}"),
+            "flannel.alpha.coreos.com/backend-type": "vxlan",
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+            "flannel.alpha.coreos.com/public-ip": node_ip(4),
+        }},
+        "spec": {"podCIDR": "10.244.4.0/24", "podCIDRs": ["10.244.4.0/24"]},
+    }));
+    wait("the flannel node programmed on node1", 20, || {
+        routes(1).contains("10.244.4.0/24 via 10.244.4.0 dev flannel.1 onlink")
+            && fdb(1).contains(&format!("{FLANNEL_MAC} dst {} self permanent", node_ip(4)))
+    })
+    .await;
+    assert!(ping(&pod_ns(1, 'a'), "10.244.4.2"));
+    assert!(ping("ovc-p4a", &pod_ip(1, 'b')));
 
     // A remote with malformed annotations is skipped; the others keep
     // working.
