@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 use sluice_proxy::netfilter::{CommandRunner, ExecError, ExecOutput};
 use sluice_proxy::overlay::config::parse_net_conf;
 use sluice_proxy::overlay::model::{DeviceSpec, DeviceState, MacAddr, RemoteNode, RemotePath};
+use sluice_proxy::overlay::nodes::{NodeEvent, watch_nodes};
 use sluice_proxy::overlay::plan::UnderlayFacts;
-use sluice_proxy::overlay::run::{
-    KernelReport, NodeEvent, OverlayDataplane, OverlayOptions, run, watch_nodes,
-};
+use sluice_proxy::overlay::run::{KernelReport, OverlayDataplane, OverlayOptions, run};
 use sluice_tests::fake_api::{FakeApiServer, Verb};
 use tokio::sync::mpsc;
 

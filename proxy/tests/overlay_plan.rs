@@ -14,7 +14,7 @@ use sluice_proxy::overlay::config::{NetConf, parse_net_conf};
 use sluice_proxy::overlay::masq::{MasqSpec, render_cleanup, render_restore};
 use sluice_proxy::overlay::model::{MacAddr, RemoteNode, RemotePath};
 use sluice_proxy::overlay::plan::{self, FreshMacs, PlanError, UnderlayFacts, diff_remotes};
-use sluice_proxy::overlay::run::{status_current, status_patch};
+use sluice_proxy::overlay::status::{status_current, status_patch};
 use sluice_proxy::overlay::subnet_env::{SubnetEnv, write_atomic};
 
 fn fixture(name: &str) -> Node {

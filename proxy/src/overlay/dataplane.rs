@@ -164,10 +164,10 @@ pub async fn spawn_system(
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     match (&client, manifests) {
         (Some(c), _) => {
-            tokio::spawn(super::run::watch_nodes(c.clone(), tx));
+            tokio::spawn(super::nodes::watch_nodes(c.clone(), tx));
         }
         (None, Some(dir)) => {
-            tokio::spawn(super::run::watch_manifest_nodes(dir, tx));
+            tokio::spawn(super::nodes::watch_manifest_nodes(dir, tx));
         }
         (None, None) => return Err("overlay: needs an API server or --manifests".into()),
     }

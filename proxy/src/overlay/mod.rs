@@ -8,7 +8,7 @@
 //! * [`kernel`]: the VXLAN device, neighbours, FDB entries and routes over
 //!   rtnetlink; [`dataplane`] binds it (and [`underlay`] discovery) to a
 //!   network namespace.
-//! * [`run`]: the shell (watch → plan → kernel → nodes/status → files →
+//! * [`run`]: the shell ([`nodes`] → plan → kernel → [`status`] → files →
 //!   [`masq`] rules).
 
 pub mod annotations;
@@ -18,7 +18,9 @@ pub mod dataplane;
 pub mod kernel;
 pub mod masq;
 pub mod model;
+pub mod nodes;
 pub mod plan;
 pub mod run;
+pub mod status;
 pub mod subnet_env;
 pub mod underlay;

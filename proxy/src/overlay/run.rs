@@ -10,29 +10,22 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::cni;
 use super::config::NetConf;
 use super::masq::{Masq, MasqSpec};
 use super::model::{DesiredOverlay, DeviceSpec, DeviceState, RemoteNode};
+use super::nodes::NodeEvent;
 use super::plan::{self, FreshMacs, OverlayPlan, UnderlayFacts};
+use super::status::{publish_skipped, rfc3339_now, status_current, status_patch};
 use super::subnet_env::write_atomic;
 use crate::netfilter::CommandRunner;
-
-/// The condition reason flannel sets (kept so tools that look for it work).
-pub const CONDITION_REASON: &str = "FlannelIsUp";
-/// The condition message.
-pub const CONDITION_MESSAGE: &str =
-    "Sluice overlay (flannel vxlan compatible) is running on this node";
 
 /// How the overlay runs on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,71 +87,6 @@ pub trait OverlayDataplane: Send + 'static {
         removed: &[RemoteNode],
         added: &[RemoteNode],
     ) -> Result<KernelReport, String>;
-}
-
-/// A change to the set of Nodes.
-#[derive(Debug, Clone)]
-pub enum NodeEvent {
-    /// The complete set (initial list, re-list, manifest re-read).
-    Replace(Vec<Node>),
-    /// A Node added or changed.
-    Apply(Node),
-    /// A Node deleted.
-    Delete(Node),
-}
-
-/// Watches every Node through the API server until `tx` closes.
-pub async fn watch_nodes(client: Client, tx: mpsc::Sender<NodeEvent>) {
-    let stream = watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    let mut listing = Vec::new();
-    while let Some(item) = stream.next().await {
-        let ev = match item {
-            Ok(watcher::Event::Init) => {
-                listing.clear();
-                continue;
-            }
-            Ok(watcher::Event::InitApply(n)) => {
-                listing.push(n);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => NodeEvent::Replace(std::mem::take(&mut listing)),
-            Ok(watcher::Event::Apply(n)) => NodeEvent::Apply(n),
-            Ok(watcher::Event::Delete(n)) => NodeEvent::Delete(n),
-            Err(e) => {
-                tracing::warn!(error = %e, "overlay: node watch failed; retrying with backoff");
-                continue;
-            }
-        };
-        if tx.send(ev).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Nodes from a `--manifests` directory (re-read on change).
-pub async fn watch_manifest_nodes(dir: PathBuf, tx: mpsc::Sender<NodeEvent>) {
-    use crate::source::{Kind, Object, SourceEvent};
-    let (stx, mut srx) = mpsc::channel(64);
-    tokio::spawn(crate::source::manifests::watch(
-        dir,
-        stx,
-        Duration::from_secs(1),
-    ));
-    while let Some(ev) = srx.recv().await {
-        if let SourceEvent::Replace(Kind::Node, objects) = ev {
-            let nodes = objects
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::Node(n) => Some(n),
-                    _ => None,
-                })
-                .collect();
-            if tx.send(NodeEvent::Replace(nodes)).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// One family as programmed.
@@ -325,66 +253,6 @@ async fn blocking<S: Send + 'static, T: Send + 'static>(
     })
     .await
     .map_err(|e| format!("overlay task failed: {e}"))
-}
-
-/// The patch for our node: annotations and the NetworkUnavailable
-/// condition (strategic merge: conditions merge by type).
-pub fn status_patch(annotations: &BTreeMap<String, String>, now: &str) -> serde_json::Value {
-    json!({
-        "metadata": {"annotations": annotations},
-        "status": {"conditions": [{
-            "type": "NetworkUnavailable",
-            "status": "False",
-            "reason": CONDITION_REASON,
-            "message": CONDITION_MESSAGE,
-            "lastTransitionTime": now,
-            "lastHeartbeatTime": now,
-        }]}
-    })
-}
-
-/// Whether `node` already carries `annotations` and a False
-/// NetworkUnavailable condition.
-pub fn status_current(node: &Node, annotations: &BTreeMap<String, String>) -> bool {
-    let have = node.metadata.annotations.as_ref();
-    let annotated = annotations
-        .iter()
-        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v));
-    let condition = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "False")
-        });
-    annotated && condition
-}
-
-fn rfc3339_now() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-async fn publish_skipped(recorder: &Recorder, node: &str, reason: &str) {
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Node".into()),
-        name: Some(node.to_owned()),
-        ..ObjectReference::default()
-    };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "OverlayNodeSkipped".into(),
-        note: Some(reason.chars().take(1000).collect()),
-        action: "Skipped".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, "overlay: could not publish event");
-    }
 }
 
 /// Runs the overlay until `events` closes. `client` (None with
