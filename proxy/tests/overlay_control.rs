@@ -408,7 +408,8 @@ async fn own_node_without_pod_cidr_is_a_clear_error_and_recovers() {
     let api = FakeApiServer::start().await;
     api.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "me"}}));
     let kernel = FakeKernel::default();
-    let task = start(&api, options(&dir), kernel.clone(), FakeIptables::default());
+    let ipt = FakeIptables::default();
+    let task = start(&api, options(&dir), kernel.clone(), ipt.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         kernel.state(|s| s.devices.is_empty()),
@@ -421,6 +422,25 @@ async fn own_node_without_pod_cidr_is_a_clear_error_and_recovers() {
     })
     .await;
     wait("annotations", || annotations(&api, "me").len() == 4).await;
+    // A new podCIDR moves the device address, subnet.env and the rules.
+    api.apply(&node("me", "10.244.5.0/24", json!({})));
+    wait("device moved to the new subnet", || {
+        kernel.state(|s| s.devices["flannel.1"].address.to_string() == "10.244.5.0/32")
+    })
+    .await;
+    wait("rules for the new subnet", || {
+        ipt.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("-s 10.244.5.0/24 -d 10.244.0.0/16"))
+    })
+    .await;
+    wait("subnet.env for the new subnet", || {
+        std::fs::read_to_string(dir.join("subnet.env"))
+            .is_ok_and(|t| t.contains("FLANNEL_SUBNET=10.244.5.1/24"))
+    })
+    .await;
     task.abort();
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
 }

@@ -186,9 +186,15 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
         report
     }
 
-    /// Whether a family needs a full sync (never programmed or failed).
+    /// Whether a family needs a full sync: never programmed, failed, or its
+    /// device changed (e.g. a new podCIDR, which also changes the rules).
     fn needs_full(&self, plan: &OverlayPlan) -> bool {
-        (plan.v4.is_some() && self.v4.is_none()) || (plan.v6.is_some() && self.v6.is_none())
+        let stale = |want: &Option<DesiredOverlay>, have: &Option<Programmed>| match (want, have) {
+            (Some(w), Some(h)) => w.device != h.spec,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        stale(&plan.v4, &self.v4) || stale(&plan.v6, &self.v6)
     }
 
     fn files_and_rules(
