@@ -485,3 +485,102 @@ async fn three_nodes_route_pod_traffic_like_flannel() {
         t.abort();
     }
 }
+
+/// Dual stack: two nodes with IPv4 and IPv6 underlay addresses and pod
+/// subnets; `flannel.1` and `flannel-v6.1` on each; TCP between pods over
+/// both families (the pod's own address seen on the other side).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_pods_reach_each_other_over_both_families() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    const CONF: &str = r#"{"Network":"10.244.0.0/16","IPv6Network":"fd00:10:244::/48","EnableIPv6":true,"Backend":{"Type":"vxlan"}}"#;
+    let mut keep = vec![Netns::new("ovd-sw")];
+    sh("ip -n ovd-sw link add br0 type bridge && ip -n ovd-sw link set br0 up");
+    for i in 1..=2u8 {
+        let (n, p) = (format!("ovd-n{i}"), format!("ovd-p{i}"));
+        keep.push(Netns::new(&n));
+        keep.push(Netns::new(&p));
+        sh(&format!(
+            "ip link add ovd-sw{i} type veth peer name eth0 netns {n} && \
+             ip link set ovd-sw{i} netns ovd-sw && ip -n ovd-sw link set ovd-sw{i} master br0 up && \
+             ip -n {n} addr add 192.168.78.{i}/24 dev eth0 && ip -n {n} addr add fd78::{i}/64 dev eth0 nodad && \
+             ip -n {n} link set eth0 up && \
+             ip netns exec {n} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && \
+             ip -n {n} link add cni0 type bridge && ip -n {n} link set cni0 up && \
+             ip -n {n} addr add 10.244.{i}.1/24 dev cni0 && ip -n {n} addr add fd00:10:244:{i}::1/64 dev cni0 nodad && \
+             ip -n {n} link add veth type veth peer name eth0 netns {p} && ip -n {n} link set veth master cni0 up && \
+             ip -n {p} link set eth0 up && \
+             ip -n {p} addr add 10.244.{i}.2/24 dev eth0 && ip -n {p} addr add fd00:10:244:{i}::2/64 dev eth0 nodad && \
+             ip -n {p} route add default via 10.244.{i}.1 && ip -n {p} -6 route add default via fd00:10:244:{i}::1"
+        ));
+    }
+    let api = FakeApiServer::start().await;
+    let mut tasks = Vec::new();
+    for i in 1..=2u8 {
+        let (v4, v6) = (format!("10.244.{i}.0/24"), format!("fd00:10:244:{i}::/64"));
+        api.apply(&json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": format!("node{i}")},
+            "spec": {"podCIDR": v4, "podCIDRs": [v4, v6]},
+        }));
+    }
+    for i in 1..=2u8 {
+        let ns = format!("ovd-n{i}");
+        let dataplane =
+            SystemDataplane::open_in_netns(Path::new(&format!("/run/netns/{ns}"))).unwrap();
+        let runner = SystemRunner::in_netns(&ns).unwrap();
+        let opts = OverlayOptions {
+            conf: parse_net_conf(CONF).unwrap(),
+            node_name: format!("node{i}"),
+            iface: Some("eth0".into()),
+            public_ip: None,
+            subnet_file: std::env::temp_dir()
+                .join(format!("ovd-{}/node{i}/subnet.env", std::process::id())),
+            cni_conflist: None,
+            ip_masq: true,
+            masquerade_mark: 0x4000,
+            resync_period: Duration::from_secs(300),
+        };
+        let client = api.client();
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel::<NodeEvent>(256);
+            let watch = tokio::spawn(watch_nodes(client.clone(), tx));
+            let _ = run(opts, Some(client), rx, dataplane, runner).await;
+            watch.abort();
+        }));
+    }
+    wait("both families programmed on both nodes", 30, || {
+        (1..=2u8).all(|i| {
+            let o = 3 - i;
+            let r4 = sh(&format!("ip -n ovd-n{i} route show"));
+            let r6 = sh(&format!("ip -n ovd-n{i} -6 route show"));
+            r4.contains(&format!(
+                "10.244.{o}.0/24 via 10.244.{o}.0 dev flannel.1 onlink"
+            )) && r6.contains(&format!(
+                "fd00:10:244:{o}::/64 via fd00:10:244:{o}:: dev flannel-v6.1"
+            ))
+        })
+    })
+    .await;
+    let node1 = api.get::<Node>(None, "node1").unwrap();
+    let a = node1.metadata.annotations.unwrap();
+    assert_eq!(a["flannel.alpha.coreos.com/public-ipv6"], "fd78::1");
+    let v6data = &a["flannel.alpha.coreos.com/backend-v6-data"];
+    assert!(v6data.starts_with("{\"VNI\":1,\"VtepMAC\":\""), "{v6data}");
+    let fdb = sh("bridge -n ovd-n1 fdb show dev flannel-v6.1");
+    assert!(fdb.contains("dst fd78::2 self permanent"), "{fdb}");
+    assert!(sh("ip -n ovd-n1 -6 addr show dev flannel-v6.1").contains("fd00:10:244:1::/128"));
+
+    echo_server("ovd-p2", 7100, "p2");
+    assert_eq!(
+        tcp_from("ovd-p1", "10.244.2.2", 7100),
+        "p2 10.244.1.2 hello"
+    );
+    assert_eq!(
+        tcp_from("ovd-p1", "[fd00:10:244:2::2]", 7100),
+        "p2 fd00:10:244:1::2 hello"
+    );
+    for t in tasks {
+        t.abort();
+    }
+    drop(keep);
+}

@@ -454,6 +454,8 @@ fn dual_stack_remotes_and_v6_requirements() {
     let v6 = p.v6.unwrap();
     assert_eq!(v6.device.name, "flannel-v6.1");
     assert_eq!(v6.device.address.to_string(), "fd00:10:244:9::/128");
+    // VXLAN over an IPv6 underlay carries a 40-byte outer header: − 70.
+    assert_eq!(v6.device.mtu, 1430);
     assert_eq!(v6.remotes.len(), 1);
     assert_eq!(
         v6.remotes[0].path,
@@ -471,7 +473,7 @@ fn dual_stack_remotes_and_v6_requirements() {
         p.subnet_env.render(),
         "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\n\
          FLANNEL_IPV6_NETWORK=fd00:10:244::/48\nFLANNEL_IPV6_SUBNET=fd00:10:244:9::1/64\n\
-         FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+         FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n"
     );
 }
 

@@ -14,8 +14,11 @@ use super::config::NetConf;
 use super::model::{DesiredOverlay, DeviceSpec, MacAddr, RemoteNode, RemotePath};
 use super::subnet_env::SubnetEnv;
 
-/// VXLAN's encapsulation overhead, flannel's `encapOverhead`.
+/// VXLAN's encapsulation overhead over IPv4, flannel's `encapOverhead`.
 pub const ENCAP_OVERHEAD: u32 = 50;
+/// The overhead over an IPv6 underlay (40-byte outer header instead of
+/// 20): the kernel refuses a VXLAN-over-IPv6 MTU above lower MTU − 70.
+pub const ENCAP_OVERHEAD_V6: u32 = 70;
 
 /// What the node knows about its underlay (found by the shell).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,13 +188,20 @@ fn own_mac(node: &Node, name: &'static str) -> Option<MacAddr> {
         .filter(MacAddr::is_local_unicast)
 }
 
-fn underlay_mtu(conf: &NetConf, facts: &UnderlayFacts) -> u32 {
+/// The device MTU: the backend's `MTU` or the underlay's, minus the
+/// encapsulation for the tunnel's (underlay) family.
+fn device_mtu(conf: &NetConf, facts: &UnderlayFacts, local: IpAddr) -> u32 {
     let base = if conf.backend.mtu != 0 {
         conf.backend.mtu
     } else {
         facts.mtu
     };
-    base.saturating_sub(ENCAP_OVERHEAD)
+    let overhead = if local.is_ipv6() {
+        ENCAP_OVERHEAD_V6
+    } else {
+        ENCAP_OVERHEAD
+    };
+    base.saturating_sub(overhead)
 }
 
 /// Plans the overlay. `nodes` is every Node (ours included).
@@ -210,7 +220,6 @@ pub fn plan(
         node: me.to_owned(),
         cidr,
     })?;
-    let mtu = underlay_mtu(conf, facts);
     let vni = conf.backend.vni;
     let device = |name: String, local: IpAddr, mac, address: IpNet, network: IpNet| DeviceSpec {
         name,
@@ -218,7 +227,7 @@ pub fn plan(
         port: (conf.backend.port != 0).then_some(conf.backend.port),
         underlay_index: facts.index,
         local,
-        mtu,
+        mtu: device_mtu(conf, facts, local),
         learning: conf.backend.learning,
         gbp: conf.backend.gbp,
         mac,
@@ -300,6 +309,13 @@ pub fn plan(
     annotations.insert(ann::BACKEND_TYPE.to_owned(), ann::VXLAN.to_owned());
     annotations.insert(ann::KUBE_SUBNET_MANAGER.to_owned(), "true".to_owned());
 
+    // Pods get the smallest device MTU, so neither family fragments.
+    let mtu = [&dev4, &dev6]
+        .into_iter()
+        .flatten()
+        .map(|d| d.mtu)
+        .min()
+        .unwrap_or_default();
     let (remotes4, remotes6, skipped) = remotes(me, nodes, conf, facts, local_v4, local_v6);
     Ok(OverlayPlan {
         v4: dev4.map(|device| DesiredOverlay {
