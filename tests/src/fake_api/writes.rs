@@ -521,4 +521,24 @@ mod tests {
             400
         );
     }
+
+    #[test]
+    fn node_status_writes_keep_metadata_other_status_writes_do_not() {
+        let mut s = Store::new(100);
+        let node = by_kind("v1", "Node").unwrap();
+        s.create(node, "", json!({"metadata": {"name": "n"}}), Origin::Api)
+            .unwrap();
+        let patch = json!({"metadata": {"annotations": {"a": "1"}}, "status": {"phase": "x"}});
+        let (p, _) = s
+            .patch(node, "", "n", PatchKind::Strategic, &patch, Part::Status)
+            .unwrap();
+        assert_eq!(p["metadata"]["annotations"]["a"], "1");
+        assert_eq!(p["status"]["phase"], "x");
+        let svc_rt = by_kind("v1", "Service").unwrap();
+        s.create(svc_rt, "ns", svc("b"), Origin::Api).unwrap();
+        let (p, _) = s
+            .patch(svc_rt, "ns", "b", PatchKind::Merge, &patch, Part::Status)
+            .unwrap();
+        assert!(p["metadata"].get("annotations").is_none());
+    }
 }
