@@ -785,3 +785,24 @@ fn ipv6_masquerade_uses_ff00() {
         "{text}"
     );
 }
+
+// ---- underlay discovery (pure parts) ----
+
+#[test]
+fn default_route_interface_from_proc() {
+    use sluice_proxy::overlay::underlay::{default_route_v4, default_route_v6};
+    let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+              eth1\t00000000\t0101A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n\
+              eth0\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+              eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+    assert_eq!(
+        default_route_v4(v4).as_deref(),
+        Some("eth0"),
+        "lowest metric wins"
+    );
+    assert_eq!(default_route_v4("Iface\tDestination\n"), None);
+    let v6 = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
+              00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000001 00000000 00000003     eth2\n\
+              00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+    assert_eq!(default_route_v6(v6).as_deref(), Some("eth2"));
+}

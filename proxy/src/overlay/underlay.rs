@@ -119,15 +119,12 @@ pub fn discover(
     overlay: &[IpNet],
 ) -> Result<UnderlayFacts, String> {
     let addrs = rtnl.addresses().map_err(|e| format!("address dump: {e}"))?;
-    let name = match (iface, public_ip) {
+    let holder = public_ip.and_then(|ip| addrs.iter().find(|a| a.addr == ip));
+    let name = match (iface, holder) {
         (Some(name), _) => name.to_owned(),
-        (None, Some(ip)) => {
-            let a = addrs
-                .iter()
-                .find(|a| a.addr == ip)
-                .ok_or_else(|| format!("no interface holds --overlay-public-ip {ip}"))?;
-            name_of(a.index)?
-        }
+        (None, Some(a)) => name_of(a.index)?,
+        // No flag, or a public IP that is not local (NAT): the interface
+        // of the default route.
         (None, None) => {
             let read = |f: &str| std::fs::read_to_string(format!("/proc/thread-self/net/{f}"));
             read("route")
