@@ -49,6 +49,9 @@ pub enum ErrorKind {
     NoSuchLink,
     /// The address is not configured on that interface (EADDRNOTAVAIL).
     NoSuchAddress,
+    /// The neighbour, FDB entry or route does not exist (ENOENT on a
+    /// neighbour command, ESRCH on a route command).
+    NoSuchEntry,
     /// The kernel does not support this kind of object (EOPNOTSUPP), e.g. a
     /// dummy link on a kernel without CONFIG_DUMMY.
     Unsupported,
@@ -71,6 +74,8 @@ pub(crate) enum Subject {
     Config,
     Link,
     Address,
+    Neighbour,
+    Route,
 }
 
 impl ErrorKind {
@@ -81,6 +86,7 @@ impl ErrorKind {
             (libc::ENOENT, Subject::Destination) => Self::NoSuchDestination,
             (libc::ENOENT, Subject::Service) => Self::UnknownScheduler,
             (libc::ENOENT, Subject::Family) => Self::NotAvailable,
+            (libc::ENOENT, Subject::Neighbour) | (libc::ESRCH, Subject::Route) => Self::NoSuchEntry,
             (libc::EINVAL | libc::ERANGE | libc::E2BIG, _) => Self::InvalidArgument,
             (libc::EPERM | libc::EACCES, _) => Self::PermissionDenied,
             (libc::ENODEV, _) => Self::NoSuchLink,
@@ -109,6 +115,7 @@ impl ErrorKind {
             }
             Self::NoSuchLink => "no such network interface",
             Self::NoSuchAddress => "no such address on this interface",
+            Self::NoSuchEntry => "no such neighbour, forwarding entry or route",
             Self::Unsupported => "not supported by this kernel",
             Self::Kernel => "kernel error",
             Self::Io => "netlink socket error",

@@ -99,3 +99,61 @@ pub fn ask(conn: &mut std::net::TcpStream, line: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A network namespace made for one test and deleted when dropped, so a
+/// failing test does not leave it behind. A stale namespace of the same name
+/// (from an earlier, killed run) is deleted first.
+pub struct Netns {
+    /// The namespace's name (`ip netns` name).
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` with its loopback up.
+    pub fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    /// Runs `f` on a thread inside this namespace and returns its result.
+    pub fn run<T, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        run_in_netns(&self.name, f)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Runs `f` on a new thread whose network namespace is `ns` and returns its
+/// result; a panic inside `f` is re-raised on the caller's thread.
+pub fn run_in_netns<T, F>(ns: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = slot.clone();
+    let handle = spawn_in_netns(ns, move || {
+        let v = f();
+        *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    });
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+    let v = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    v.expect("the namespace thread returned")
+}

@@ -628,7 +628,9 @@ async fn status_subresources() {
     let server = FakeApiServer::start().await;
     let client = server.client();
 
-    // nodes/status merge patch: status changes, spec and labels do not.
+    // nodes/status merge patch: status changes, spec does not. Metadata
+    // does: the real nodes/status strategy only resets the spec (client-go's
+    // PatchNodeStatus relies on it; flannel writes its annotations so).
     server.apply(&Node {
         metadata: ObjectMeta {
             name: Some("n1".into()),
@@ -658,7 +660,14 @@ async fn status_subresources() {
         )
         .await
         .unwrap();
-    assert!(patched.metadata.labels.is_none());
+    assert_eq!(
+        patched
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("sneaky")),
+        Some(&"yes".to_owned())
+    );
     assert!(
         patched
             .spec

@@ -208,6 +208,7 @@ impl RtnlClient {
                 msg.finish();
             }
             let buf = std::mem::take(&mut self.buf);
+            self.count(window.len());
             let verdicts = self.conn.pipeline(&buf, first, window.len());
             self.buf = buf;
             let verdicts = verdicts.map_err(|e| transport_error("apply address changes", e))?;

@@ -8,14 +8,14 @@ use crate::netlink::message::{Message, NLM_F_CREATE, NLM_F_EXCL};
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_INFO_KIND: u16 = 1;
+pub(super) const IFLA_IFNAME: u16 = 3;
+pub(super) const IFLA_LINKINFO: u16 = 18;
+pub(super) const IFLA_INFO_KIND: u16 = 1;
 const IFF_UP: u32 = 1;
 /// `IFNAMSIZ`, including the NUL.
 const IFNAMSIZ: usize = 16;
 /// `struct ifinfomsg` length.
-const IFINFOMSG_LEN: usize = 16;
+pub(super) const IFINFOMSG_LEN: usize = 16;
 
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Link {
     pub up: bool,
 }
 
-fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
+pub(super) fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
     let mut m = [0u8; IFINFOMSG_LEN];
     // family AF_UNSPEC, pad, type 0
     m[4..8].copy_from_slice(&index.to_ne_bytes());
@@ -39,7 +39,7 @@ fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
     m
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
+pub(super) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty()
         || name.len() >= IFNAMSIZ
         || name.contains(['/', '\0'])

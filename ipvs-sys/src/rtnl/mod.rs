@@ -1,12 +1,21 @@
 //! rtnetlink: the dummy link that holds service addresses (`kube-ipvs0`) and
-//! its addresses, with the same typed errors and batching as the IPVS client.
+//! its addresses, the overlay's VXLAN link, neighbours, forwarding entries
+//! and routes, with the same typed errors and batching as the IPVS client.
 //! The product never shells out to `ip`.
 
 mod addr;
+mod change;
 mod link;
+mod neigh;
+mod route;
+mod vxlan;
 
 pub use addr::{AddrOp, Address};
+pub use change::Change;
 pub use link::Link;
+pub use neigh::{FdbEntry, FdbRecord, NTF_SELF, NUD_PERMANENT, Neighbour, NeighbourRecord};
+pub use route::{RT_TABLE_MAIN, RTPROT_KERNEL, Route, RouteRecord};
+pub use vxlan::{VxlanConfig, VxlanLink, VxlanSpec};
 
 use crate::error::{DecodeError, Error, Subject};
 use crate::netlink::attr::AttrWriter;
@@ -18,6 +27,17 @@ use crate::netlink::transport_error;
 pub struct RtnlClient {
     conn: Connection,
     buf: Vec<u8>,
+    counters: Counters,
+}
+
+/// What a client has sent so far: how many requests and in how many
+/// `sendmsg` calls (a batch of many requests is one call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Netlink requests sent (dumps, queries and changes).
+    pub requests: u64,
+    /// `sendmsg` calls made.
+    pub sendmsgs: u64,
 }
 
 impl RtnlClient {
@@ -28,7 +48,19 @@ impl RtnlClient {
         Ok(Self {
             conn,
             buf: Vec::with_capacity(1024),
+            counters: Counters::default(),
         })
+    }
+
+    /// How many requests and `sendmsg` calls this client has made.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Counts one `sendmsg` carrying `requests` requests.
+    fn count(&mut self, requests: usize) {
+        self.counters.requests += requests as u64;
+        self.counters.sendmsgs += 1;
     }
 
     /// Sends one request with a fixed header `fixed` and attributes from
@@ -56,6 +88,7 @@ impl RtnlClient {
         fill(&mut msg.attrs());
         msg.finish();
         let buf = std::mem::take(&mut self.buf);
+        self.count(1);
         let result = self.conn.transact(&buf, seq, on_reply);
         self.buf = buf;
         match result {

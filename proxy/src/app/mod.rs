@@ -47,6 +47,24 @@ fn planner_config(cfg: &ProxyConfig) -> PlannerConfig {
     }
 }
 
+fn overlay_options(
+    cfg: &ProxyConfig,
+    ov: &crate::config::OverlayConfig,
+    node: &str,
+) -> crate::overlay::run::OverlayOptions {
+    crate::overlay::run::OverlayOptions {
+        conf: ov.conf.clone(),
+        node_name: node.to_owned(),
+        iface: ov.iface.clone(),
+        public_ip: ov.public_ip,
+        subnet_file: ov.subnet_file.clone(),
+        cni_conflist: ov.cni_conflist.clone(),
+        ip_masq: ov.ip_masq,
+        masquerade_mark: 1u32 << (cfg.masquerade_bit & 31),
+        resync_period: cfg.sync_period,
+    }
+}
+
 /// Runs `f` on a blocking thread with the engine, and gives it back.
 async fn blocking<T: Send + 'static>(
     engine: Engine,
@@ -65,8 +83,13 @@ async fn blocking<T: Send + 'static>(
 pub async fn cleanup(cfg: &ProxyConfig) -> Result<(), String> {
     let cfg = cfg.clone();
     let errors = tokio::task::spawn_blocking(move || {
+        let mut errors = match &cfg.overlay {
+            Some(ov) => crate::overlay::dataplane::cleanup(&ov.conf),
+            None => Vec::new(),
+        };
         let mut engine = Engine::open(&cfg, &[AddressFamily::Ipv4, AddressFamily::Ipv6])?;
-        Ok::<_, String>(engine.cleanup())
+        errors.extend(engine.cleanup());
+        Ok::<_, String>(errors)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -104,6 +127,7 @@ async fn start_servers(
 pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
     let node = node_name(&cfg);
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(4096);
+    let mut api_client = None;
     let reporter = match &cfg.manifests {
         Some(dir) => {
             tokio::spawn(crate::source::manifests::watch(
@@ -134,9 +158,15 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
                 cfg.service_proxy_name.clone(),
                 tx,
             ));
+            api_client = Some(client.clone());
             Some(events::Reporter::new(client, &node))
         }
     };
+    // The overlay is additive: its own task beside the proxy loop.
+    if let Some(ov) = &cfg.overlay {
+        let opts = overlay_options(&cfg, ov, &node);
+        crate::overlay::dataplane::spawn_system(opts, api_client, cfg.manifests.clone()).await?;
+    }
     let health = Arc::new(ProxyHealth::new(cfg.sync_period * 2));
     let metrics = Arc::new(Metrics::new());
     start_servers(&cfg, health.clone(), metrics.clone()).await?;

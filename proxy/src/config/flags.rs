@@ -102,4 +102,23 @@ pub struct Flags {
     /// Log verbosity (kube-proxy's klog --v; accepted for compatibility).
     #[arg(long = "v", short = 'v')]
     pub verbosity: Option<u8>,
+    /// Enable the flannel-compatible VXLAN overlay with this net-conf.json
+    /// (e.g. the kube-flannel-cfg ConfigMap's file).
+    #[arg(long, value_name = "FILE")]
+    pub overlay_config: Option<PathBuf>,
+    /// Overlay underlay interface (default: the default route's).
+    #[arg(long, value_name = "NAME")]
+    pub overlay_iface: Option<String>,
+    /// Address published as this node's overlay public IP.
+    #[arg(long, value_name = "IP")]
+    pub overlay_public_ip: Option<String>,
+    /// Where the overlay writes flannel's subnet.env.
+    #[arg(long, value_name = "PATH", default_value = "/run/flannel/subnet.env")]
+    pub overlay_subnet_file: PathBuf,
+    /// Also write flannel's CNI conflist (flannel → bridge cni0, portmap) here.
+    #[arg(long, value_name = "PATH")]
+    pub overlay_cni_conflist: Option<PathBuf>,
+    /// Masquerade pod traffic leaving the cluster network (flannel's --ip-masq).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub overlay_ip_masq: bool,
 }

@@ -57,6 +57,24 @@ pub struct IpvsTimeouts {
     pub udp: Duration,
 }
 
+/// The overlay's settings (`--overlay-*`), present when `--overlay-config`
+/// is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayConfig {
+    /// The parsed net-conf.json.
+    pub conf: crate::overlay::config::NetConf,
+    /// `--overlay-iface`.
+    pub iface: Option<String>,
+    /// `--overlay-public-ip`.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// `--overlay-subnet-file`.
+    pub subnet_file: PathBuf,
+    /// `--overlay-cni-conflist`.
+    pub cni_conflist: Option<PathBuf>,
+    /// `--overlay-ip-masq`.
+    pub ip_masq: bool,
+}
+
 /// The validated configuration of `sluice-proxy`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
@@ -101,6 +119,8 @@ pub struct ProxyConfig {
     pub graceful_termination_period: Duration,
     /// JSON log lines.
     pub log_json: bool,
+    /// The flannel-compatible overlay, when enabled.
+    pub overlay: Option<OverlayConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -126,6 +146,7 @@ impl Default for ProxyConfig {
             service_proxy_name: None,
             graceful_termination_period: Duration::from_secs(30),
             log_json: false,
+            overlay: None,
         }
     }
 }
@@ -245,6 +266,39 @@ fn detect_local(
     }
 }
 
+/// `--overlay-*`: reads and validates the net-conf.json.
+fn overlay(f: &Flags) -> Result<Option<OverlayConfig>, ConfigError> {
+    let Some(path) = &f.overlay_config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("--overlay-config", format!("{}: {e}", path.display())))?;
+    let conf = crate::overlay::config::parse_net_conf(&text)
+        .map_err(|e| err("--overlay-config", e.to_string()))?;
+    let public_ip = f
+        .overlay_public_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| err("--overlay-public-ip", format!("{s:?} is not an IP address")))
+        })
+        .transpose()?;
+    let iface = f.overlay_iface.clone().filter(|s| !s.is_empty());
+    if let Some(name) = &iface {
+        crate::netfilter::iptables::InterfaceName::new(name)
+            .map_err(|e| err("--overlay-iface", e.to_string()))?;
+    }
+    Ok(Some(OverlayConfig {
+        conf,
+        iface,
+        public_ip,
+        subnet_file: f.overlay_subnet_file.clone(),
+        cni_conflist: f.overlay_cni_conflist.clone(),
+        ip_masq: f.overlay_ip_masq,
+    }))
+}
+
 impl ProxyConfig {
     /// Builds the configuration from parsed flags, reading `--config` if
     /// given. Flags set on the command line override the file.
@@ -257,7 +311,9 @@ impl ProxyConfig {
             }
             None => KubeProxyConfiguration::default(),
         };
-        Self::merge(&file, flags)
+        let mut c = Self::merge(&file, flags)?;
+        c.overlay = overlay(flags)?;
+        Ok(c)
     }
 
     /// Merges a parsed file and flags (flags win) and validates the result.

@@ -174,3 +174,70 @@ fn unknown_fields_and_wrong_kinds_are_refused() {
     assert!(file::parse("kind: KubeletConfiguration\n").is_err());
     assert!(file::parse("apiVersion: kubeproxy.config.k8s.io/v1beta9\n").is_err());
 }
+
+#[test]
+fn overlay_flags() {
+    let dir = std::env::temp_dir().join(format!("sluice-config-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("net-conf.json");
+    std::fs::write(
+        &good,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":3}}"#,
+    )
+    .unwrap();
+    let host_gw = dir.join("host-gw.json");
+    std::fs::write(
+        &host_gw,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    )
+    .unwrap();
+    let g = good.to_str().unwrap();
+
+    let c = ProxyConfig::from_flags(&flags(&[])).unwrap();
+    assert_eq!(c.overlay, None, "off unless --overlay-config");
+
+    let c = ProxyConfig::from_flags(&flags(&["--overlay-config", g])).unwrap();
+    let o = c.overlay.unwrap();
+    assert_eq!(o.conf.backend.vni, 3);
+    assert_eq!(o.subnet_file, PathBuf::from("/run/flannel/subnet.env"));
+    assert!(o.ip_masq && o.cni_conflist.is_none() && o.iface.is_none());
+
+    let c = ProxyConfig::from_flags(&flags(&[
+        "--overlay-config",
+        g,
+        "--overlay-iface=eth1",
+        "--overlay-public-ip=203.0.113.7",
+        "--overlay-subnet-file=/tmp/x.env",
+        "--overlay-cni-conflist=/etc/cni/net.d/10-flannel.conflist",
+        "--overlay-ip-masq=false",
+    ]))
+    .unwrap();
+    let o = c.overlay.unwrap();
+    assert_eq!(o.iface.as_deref(), Some("eth1"));
+    assert_eq!(o.public_ip, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(o.subnet_file, PathBuf::from("/tmp/x.env"));
+    assert!(o.cni_conflist.is_some() && !o.ip_masq);
+
+    for (args, field) in [
+        (
+            vec!["--overlay-config", "/nonexistent/net-conf.json"],
+            "--overlay-config",
+        ),
+        (
+            vec!["--overlay-config", host_gw.to_str().unwrap()],
+            "--overlay-config",
+        ),
+        (
+            vec!["--overlay-config", g, "--overlay-public-ip=nope"],
+            "--overlay-public-ip",
+        ),
+        (
+            vec!["--overlay-config", g, "--overlay-iface=a b"],
+            "--overlay-iface",
+        ),
+    ] {
+        let e = ProxyConfig::from_flags(&flags(&args)).expect_err(&format!("{args:?}"));
+        assert_eq!(e.field, field, "{args:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -67,6 +67,10 @@ pub enum Chain {
     KubeIpvsFilter,
     /// `KUBE-IPVS-OUT-FILTER` (filter; kubernetes#119656).
     KubeIpvsOutFilter,
+    /// `FLANNEL-POSTRTG` (nat): the overlay's masquerade rules.
+    FlannelPostrtg,
+    /// `FLANNEL-FWD` (filter): the overlay's forward accepts.
+    FlannelFwd,
 }
 
 impl Chain {
@@ -88,6 +92,8 @@ impl Chain {
             Self::KubeSourceRangesFirewall => "KUBE-SOURCE-RANGES-FIREWALL",
             Self::KubeIpvsFilter => "KUBE-IPVS-FILTER",
             Self::KubeIpvsOutFilter => "KUBE-IPVS-OUT-FILTER",
+            Self::FlannelPostrtg => "FLANNEL-POSTRTG",
+            Self::FlannelFwd => "FLANNEL-FWD",
         }
     }
 
@@ -215,6 +221,13 @@ pub enum Match {
     },
     /// `-s ADDR`, a bare address (kube-proxy's `KUBE-IPVS-OUT-FILTER` rules).
     SourceAddr(IpAddr),
+    /// `[!] -d NET` (the overlay's masquerade rules).
+    Destination {
+        /// The network.
+        net: IpNet,
+        /// `!`.
+        negate: bool,
+    },
     /// `[!] -i NAME` (`NAME+` for a prefix).
     InInterface {
         /// The interface.
@@ -345,6 +358,13 @@ impl Match {
             Self::SourceAddr(addr) => {
                 push("-s");
                 push(&addr.to_string());
+            }
+            Self::Destination { net, negate } => {
+                if *negate {
+                    push("!");
+                }
+                push("-d");
+                push(&net.to_string());
             }
             Self::InInterface {
                 name,

@@ -173,6 +173,21 @@ impl Store {
                         }
                     }
                 }
+                // The real nodes/status strategy only resets the spec:
+                // labels and annotations written through it stick (flannel
+                // publishes its node annotations this way).
+                if rt.kind == "Node" {
+                    for key in ["labels", "annotations"] {
+                        match body.get("metadata").and_then(|m| m.get(key)) {
+                            Some(v) => {
+                                meta_mut(&mut new).insert(key.into(), v.clone());
+                            }
+                            None => {
+                                meta_mut(&mut new).remove(key);
+                            }
+                        }
+                    }
+                }
                 new
             }
             Part::Main => {
@@ -505,5 +520,25 @@ mod tests {
             .code,
             400
         );
+    }
+
+    #[test]
+    fn node_status_writes_keep_metadata_other_status_writes_do_not() {
+        let mut s = Store::new(100);
+        let node = by_kind("v1", "Node").unwrap();
+        s.create(node, "", json!({"metadata": {"name": "n"}}), Origin::Api)
+            .unwrap();
+        let patch = json!({"metadata": {"annotations": {"a": "1"}}, "status": {"phase": "x"}});
+        let (p, _) = s
+            .patch(node, "", "n", PatchKind::Strategic, &patch, Part::Status)
+            .unwrap();
+        assert_eq!(p["metadata"]["annotations"]["a"], "1");
+        assert_eq!(p["status"]["phase"], "x");
+        let svc_rt = by_kind("v1", "Service").unwrap();
+        s.create(svc_rt, "ns", svc("b"), Origin::Api).unwrap();
+        let (p, _) = s
+            .patch(svc_rt, "ns", "b", PatchKind::Merge, &patch, Part::Status)
+            .unwrap();
+        assert!(p["metadata"].get("annotations").is_none());
     }
 }
