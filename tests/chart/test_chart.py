@@ -145,7 +145,11 @@ def test_overlay_adds_its_mounts_flags_and_nodes_status_patch():
     c = ds["containers"][0]
     assert "--overlay-config=/etc/kube-flannel/net-conf.json" in c["args"]
     assert "--overlay-iface=eth1" in c["args"]
-    assert "--overlay-ip-masq" in c["args"]
+    assert "--overlay-ip-masq=true" in c["args"]
+    # Off must say so: the binary's default is on.
+    off = render({"proxy": {"overlay": {"enabled": True, "ipMasq": False}}})
+    args = by_kind(off, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--overlay-ip-masq=false" in args
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/etc/kube-flannel", "/run/flannel", "/etc/cni/net.d"} <= mounts
     netconf = [o for o in by_kind(objects, "ConfigMap") if "net-conf.json" in o["data"]][0]

@@ -56,6 +56,7 @@ pub async fn watch_manifest_nodes(dir: PathBuf, tx: mpsc::Sender<NodeEvent>) {
     let (stx, mut srx) = mpsc::channel(64);
     tokio::spawn(crate::source::manifests::watch(
         dir,
+        None,
         stx,
         Duration::from_secs(1),
     ));
@@ -64,7 +65,7 @@ pub async fn watch_manifest_nodes(dir: PathBuf, tx: mpsc::Sender<NodeEvent>) {
             let nodes = objects
                 .into_iter()
                 .filter_map(|o| match o {
-                    Object::Node(n) => Some(n),
+                    Object::Node(n) => Some(*n),
                     _ => None,
                 })
                 .collect();
