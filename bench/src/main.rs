@@ -5,6 +5,7 @@
 //! `BENCHMARKS.md` at the repository root for method and latest numbers.
 
 mod ipvs_sync;
+mod overlay_sync;
 mod proxy_sync;
 mod stats;
 
@@ -13,7 +14,8 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ipvs-sync") => ipvs_sync::run(&args[1..]),
         Some("proxy-sync") => proxy_sync::run(&args[1..]),
-        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN]".into()),
+        Some("overlay-sync") => overlay_sync::run(&args[1..]),
+        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN] | overlay-sync [--nodes N] [--rounds R]".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -460,9 +460,21 @@ impl OverlayKernel {
                 .map_err(netlink(format!("set MAC of {name} to {}", spec.mac)))?;
         }
         if link.mtu != Some(spec.mtu) {
-            self.rtnl
-                .set_link_mtu(index, spec.mtu)
-                .map_err(netlink(format!("set MTU of {name} to {}", spec.mtu)))?;
+            match self.rtnl.set_link_mtu(index, spec.mtu) {
+                Ok(()) => {}
+                // The kernel caps a VXLAN device's MTU at the underlay's
+                // minus the encapsulation (50 bytes over IPv4, 70 over
+                // IPv6) and clamps it on creation; a working device with
+                // the kernel's MTU beats no overlay. The state reports it.
+                Err(e) if e.kind() == ErrorKind::InvalidArgument => tracing::warn!(
+                    device = %name,
+                    wanted = spec.mtu,
+                    actual = ?link.mtu,
+                    "the kernel refuses this MTU for the overlay device (more than the underlay \
+                     allows after encapsulation: 50 bytes over IPv4, 70 over IPv6); keeping its MTU"
+                ),
+                Err(e) => return Err(netlink(format!("set MTU of {name} to {}", spec.mtu))(e)),
+            }
         }
         disable_accept_ra(name);
         self.ensure_address(index, spec)?;
