@@ -175,6 +175,11 @@ fn wait_programmed(ipvs: &[&str], sets: &[(&str, &str)]) {
 
 /// `kubeproxy_sync_proxy_rules_last_timestamp_seconds`, 0 if unreadable.
 fn last_sync() -> f64 {
+    metric("kubeproxy_sync_proxy_rules_last_timestamp_seconds")
+}
+
+/// A sample from the proxy's `/metrics`, 0 if unreadable.
+fn metric(name: &str) -> f64 {
     let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:10249") else {
         return 0.0;
     };
@@ -184,12 +189,7 @@ fn last_sync() -> f64 {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.lines()
-        .find_map(|l| {
-            l.strip_prefix("kubeproxy_sync_proxy_rules_last_timestamp_seconds ")?
-                .trim()
-                .parse()
-                .ok()
-        })
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -627,7 +627,13 @@ fn guest_node_cidr_detect_local_masquerades_only_sources_outside_the_pod_cidr() 
     // No pod CIDR allocated yet: like kube-proxy, program nothing.
     write_manifests(dir, objects(&[]));
     let _proxy = Proxy::start(dir, &["--detect-local-mode", "NodeCIDR"]);
-    std::thread::sleep(Duration::from_secs(3));
+    // The proxy has the objects (a change is queued) ...
+    wait_until("the objects", Duration::from_secs(15), || {
+        metric("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") > 0.0
+    });
+    // ... and, a few 50 ms loop turns later, still has not synced.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(last_sync(), 0.0, "no sync before the Node has a podCIDR");
     assert!(
         !sh("ipvsadm -Sn").contains("10.96.1.80"),
         "nothing before the Node has a podCIDR"
