@@ -689,4 +689,22 @@ fn guest_node_cidr_detect_local_masquerades_only_sources_outside_the_pod_cidr() 
     assert!(!sh("iptables-save -t nat").contains("10.244.0.0/16"));
     let (_, peer) = hit(Some("pod32"), "10.96.1.80:80");
     assert_ne!(peer, POD32, "outside the new pod CIDR: masqueraded");
+
+    // The Node loses its pod CIDRs: the last ones stay in force (dropping
+    // detection would change who is masqueraded).
+    let queued = metric("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds");
+    write_manifests(dir, objects(&[]));
+    wait_until(
+        "a sync of the changed Node",
+        Duration::from_secs(15),
+        || {
+            let q = metric("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds");
+            q > queued && last_sync() >= q
+        },
+    );
+    assert!(masq_rule(
+        &sh("iptables-save -t nat"),
+        "KUBE-CLUSTER-IP",
+        "10.244.31.0/24",
+    ));
 }

@@ -207,14 +207,17 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
                 .get(&node)
                 .map(|n| plan::node_pod_cidrs(n))
                 .unwrap_or_default();
-            if cidrs.is_empty() {
+            let known = pod_cidrs.as_ref().is_some_and(|c| !c.is_empty());
+            if cidrs.is_empty() && !known {
                 if pod_cidrs.is_none() {
                     tracing::warn!(node = %node, "detect-local-mode NodeCIDR: waiting for the Node's podCIDRs before programming anything");
                     pod_cidrs = Some(Vec::new());
                 }
                 continue;
             }
-            if pod_cidrs.as_ref() != Some(&cidrs) {
+            // A Node that loses its pod CIDRs (or goes away) keeps the last
+            // ones: dropping detection would masquerade pod traffic.
+            if !cidrs.is_empty() && pod_cidrs.as_ref() != Some(&cidrs) {
                 let d = LocalDetector::NodeCidrs(cidrs.clone());
                 match engine.set_local_detector(d) {
                     Ok(changed) => detector_changed |= changed,
