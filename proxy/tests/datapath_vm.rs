@@ -151,7 +151,8 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
             "timed out after {limit:?} waiting for {what}\nipvsadm:\n{}",
             sh("ipvsadm -Sn")
         );
-        std::thread::sleep(Duration::from_millis(100));
+        // Each poll spawns tools; under TCG they compete with the proxy.
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -161,6 +162,10 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 /// For a proxy's first sync only: later ones find the timestamp already set.
 fn wait_programmed(ipvs: &[&str], sets: &[(&str, &str)]) {
     wait_until("the sync", Duration::from_secs(30), || {
+        // The cheap in-process check first.
+        if last_sync() <= 0.0 {
+            return false;
+        }
         let saved = sh("ipvsadm -Sn");
         ipvs.iter().all(|l| saved.contains(l))
             && sets.iter().all(|(set, entry)| {
@@ -169,7 +174,6 @@ fn wait_programmed(ipvs: &[&str], sets: &[(&str, &str)]) {
                     .output()
                     .is_ok_and(|o| o.status.success())
             })
-            && last_sync() > 0.0
     });
 }
 
