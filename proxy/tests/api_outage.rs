@@ -172,13 +172,21 @@ async fn guest_api_server_down_for_a_minute_leaves_the_data_plane_alone() {
             .spawn()
             .expect("start sluice-proxy"),
     );
+    // A finished sync (rules and sets are written after IPVS) that
+    // programmed both Services.
     wait_until("the first sync", Duration::from_secs(60), || {
-        let s = sh("ipvsadm -Sn");
-        s.contains("-a -t 10.96.2.10:80 -r 10.244.41.2:8080")
+        let synced = metric(METRIC_LAST) > 0.0;
+        let s = if synced {
+            sh("ipvsadm -Sn")
+        } else {
+            String::new()
+        };
+        synced
+            && s.contains("-a -t 10.96.2.10:80 -r 10.244.41.2:8080")
             && s.contains("-a -t 10.96.2.20:80 -r 10.244.42.2:8080")
-            && sh("ipset list KUBE-CLUSTER-IP").contains("10.96.2.20,tcp:80")
     })
     .await;
+    assert!(sh("ipset list KUBE-CLUSTER-IP").contains("10.96.2.20,tcp:80"));
     // Let a full resync pass so the counters are settled.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let before = kernel_state();
