@@ -2283,3 +2283,92 @@ fn udp_conntrack_entries_to_a_removed_endpoint_are_deleted() {
         );
     }
 }
+
+/// The `KUBE-CLUSTER-IP → KUBE-MARK-MASQ` rule as `iptables-save` prints it
+/// (the source match comes before the modules).
+fn saved_cluster_ip_masq_rule(save: &str, family: AddressFamily) -> Option<String> {
+    let set = if family == V4 {
+        "KUBE-CLUSTER-IP"
+    } else {
+        "KUBE-6-CLUSTER-IP"
+    };
+    chain(save, "nat", "KUBE-SERVICES")
+        .into_iter()
+        .find(|r| r.contains(&format!("--match-set {set} ")) && r.ends_with("-j KUBE-MARK-MASQ"))
+}
+
+#[test]
+fn node_cidr_detection_is_applied_and_follows_a_changed_pod_cidr() {
+    if !kernel_ok("node_cidr") {
+        return;
+    }
+    let ns = Netns::new("nodecidr");
+    let mut nf = ns.netfilter(NetfilterConfig {
+        local_detector: LocalDetector::NodeCidrs(Vec::new()),
+        ..config(&[V4, V6])
+    });
+    let mut sets = full_sets(V4);
+    sets.extend(full_sets(V6));
+    let d = desired(sets);
+    // Not known yet: no detection, the `src,dst` (hairpin only) match.
+    nf.sync(&d).unwrap();
+    let r4 = saved_cluster_ip_masq_rule(&ns.iptables_save(V4), V4).unwrap();
+    assert!(r4.contains("src,dst") && !r4.contains("-s "), "{r4}");
+
+    // The Node's pod CIDRs arrive.
+    let cidrs = vec![net("10.244.3.0/24"), net("fd00:244:3::/64")];
+    assert!(
+        nf.set_local_detector(LocalDetector::NodeCidrs(cidrs.clone()))
+            .unwrap()
+    );
+    assert!(
+        !nf.set_local_detector(LocalDetector::NodeCidrs(cidrs))
+            .unwrap(),
+        "same CIDRs: no change"
+    );
+    nf.sync(&d).unwrap();
+    let (s4, s6) = (ns.iptables_save(V4), ns.iptables_save(V6));
+    assert_eq!(
+        saved_cluster_ip_masq_rule(&s4, V4).as_deref(),
+        Some(
+            "! -s 10.244.3.0/24 -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ"
+        ),
+        "{s4}"
+    );
+    assert_eq!(
+        saved_cluster_ip_masq_rule(&s6, V6).as_deref(),
+        Some(
+            "! -s fd00:244:3::/64 -m comment --comment \"Kubernetes service cluster ip + port for masquerade purpose\" -m set --match-set KUBE-6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ"
+        ),
+        "{s6}"
+    );
+    // Idempotent.
+    nf.sync(&d).unwrap();
+    assert_eq!(ns.iptables_save(V4), s4);
+    assert_eq!(ns.iptables_save(V6), s6);
+
+    // A changed pod CIDR replaces the rule; the old one is gone.
+    nf.set_local_detector(LocalDetector::NodeCidrs(vec![net("10.245.0.0/16")]))
+        .unwrap();
+    nf.sync(&d).unwrap();
+    let s4 = ns.iptables_save(V4);
+    assert!(
+        saved_cluster_ip_masq_rule(&s4, V4)
+            .unwrap()
+            .starts_with("! -s 10.245.0.0/16 "),
+        "{s4}"
+    );
+    assert!(!s4.contains("10.244.3.0/24"), "{s4}");
+    // Two CIDRs of one family are refused and change nothing.
+    assert!(
+        nf.set_local_detector(LocalDetector::NodeCidrs(vec![
+            net("10.1.0.0/16"),
+            net("10.2.0.0/16")
+        ]))
+        .is_err()
+    );
+    assert_eq!(
+        nf.config().local_detector,
+        LocalDetector::NodeCidrs(vec![net("10.245.0.0/16")])
+    );
+}

@@ -15,8 +15,8 @@ use sluice_proxy::model::{
 };
 use sluice_proxy::netfilter::SetEntry;
 use sluice_proxy::plan::{
-    DesiredState, FullPlan, Limits, NodeFacts, NodePortAddresses, PlannerConfig, ServicePlan, plan,
-    plan_service, plan_views,
+    DesiredState, FullPlan, Limits, NodeFacts, NodePortAddresses, PlannerConfig, ServicePlan,
+    node_pod_cidrs, plan, plan_service, plan_views,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -1834,6 +1834,36 @@ fn node_facts_from_node() {
     assert_eq!(f.addresses, [ip("10.0.0.1")].into());
     assert!(f.is_local(Some("node-a")) && !f.is_local(Some("node-b")) && !f.is_local(None));
     assert!(!NodeFacts::default().is_local(Some("")));
+}
+
+#[test]
+fn node_pod_cidrs_for_node_cidr_detection() {
+    let cidrs = |spec: Value| -> Vec<String> {
+        let n: Node =
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": spec})).unwrap();
+        node_pod_cidrs(&n).iter().map(ToString::to_string).collect()
+    };
+    // kube-proxy: the first CIDR of each family, IPv4 first; host bits cleared.
+    assert_eq!(
+        cidrs(json!({"podCIDR": "fd00:1::/64",
+                     "podCIDRs": ["fd00:1::/64", "10.244.3.7/24", "10.244.9.0/24", "fd00:2::/64"]})),
+        ["10.244.3.0/24", "fd00:1::/64"]
+    );
+    // Only the older single field.
+    assert_eq!(
+        cidrs(json!({"podCIDR": "10.244.1.0/24"})),
+        ["10.244.1.0/24"]
+    );
+    // Garbage is skipped, not fatal; the next valid one of the family wins.
+    assert_eq!(
+        cidrs(json!({"podCIDRs": ["10.244.1.0/33", "nonsense", "10.244.2.0/24"]})),
+        ["10.244.2.0/24"]
+    );
+    // Not allocated yet: nothing (the proxy then waits).
+    assert!(cidrs(json!({})).is_empty());
+    assert!(cidrs(json!({"podCIDRs": []})).is_empty());
+    let bare: Node = serde_json::from_value(json!({"metadata": {"name": "n"}})).unwrap();
+    assert!(node_pod_cidrs(&bare).is_empty());
 }
 
 // ---------------------------------------------------- incremental planning

@@ -157,3 +157,73 @@ where
     let v = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     v.expect("the namespace thread returned")
 }
+
+/// A client namespace `ns` on its own "node network": veth `host_if` on the
+/// host with `host_ip/24`, `eth0` in `ns` with `client_ip/24`, default route
+/// via the host. Returns the namespace name.
+pub fn client(ns: &str, host_if: &str, host_ip: &str, client_ip: &str) -> String {
+    sh(&format!(
+        "ip netns add {ns} && ip link add {host_if} type veth peer name eth0 netns {ns} && \
+         ip addr add {host_ip}/24 dev {host_if} && ip link set {host_if} up && \
+         ip -n {ns} addr add {client_ip}/24 dev eth0 && ip -n {ns} link set eth0 up && \
+         ip -n {ns} link set lo up && ip -n {ns} route add default via {host_ip}"
+    ));
+    ns.to_owned()
+}
+
+/// Gives the [`pod`] `n` an IPv6 address too: `fd00:244:{n}::2/64` in the
+/// pod, `fd00:244:{n}::1/64` on the host side as its default route (no
+/// duplicate address detection, so both are usable at once). Returns the
+/// pod's address.
+pub fn pod_ipv6(n: u8) -> std::net::Ipv6Addr {
+    sh(&format!(
+        "ip addr add fd00:244:{n}::1/64 dev vh{n} nodad && \
+         ip -n pod{n} addr add fd00:244:{n}::2/64 dev vp{n} nodad && \
+         ip -n pod{n} -6 route add default via fd00:244:{n}::1"
+    ));
+    format!("fd00:244:{n}::2").parse().unwrap()
+}
+
+/// Connects to `addr` (from namespace `ns`, or from the current one for
+/// `None`), sends `line` and returns the reply line of an [`echo_server`].
+/// Connecting, sending and reading each wait at most `timeout`; a refused
+/// or silent connection is an error, never a panic.
+pub fn ask_from(
+    ns: Option<&str>,
+    addr: std::net::SocketAddr,
+    line: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<String> {
+    let line = line.to_owned();
+    let go = move || -> std::io::Result<String> {
+        let mut c = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        c.set_read_timeout(Some(timeout))?;
+        c.set_write_timeout(Some(timeout))?;
+        c.write_all(format!("{line}\n").as_bytes())?;
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match c.read(&mut byte)? {
+                0 => break,
+                _ if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&out).into_owned()),
+                _ => out.push(byte[0]),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("no reply line from {addr}"),
+        ))
+    };
+    match ns {
+        None => go(),
+        Some(ns) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            spawn_in_netns(ns, move || {
+                let _ = tx.send(go());
+            })
+            .join()
+            .map_err(|_| std::io::Error::other("client thread panicked"))?;
+            rx.recv().map_err(std::io::Error::other)?
+        }
+    }
+}

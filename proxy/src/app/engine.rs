@@ -49,9 +49,9 @@ fn detector(cfg: &ProxyConfig) -> Result<LocalDetector, String> {
     Ok(match &cfg.detect_local {
         DetectLocal::None => LocalDetector::None,
         DetectLocal::ClusterCidr => LocalDetector::ClusterCidrs(cfg.cluster_cidrs.clone()),
-        // The node's pod CIDRs come from the Node object; until the planner
-        // hands them over, fall back to no detection (documented).
-        DetectLocal::NodeCidr => LocalDetector::None,
+        // The node's pod CIDRs come from the Node object: the loop sets
+        // them (set_local_detector) before the first sync.
+        DetectLocal::NodeCidr => LocalDetector::NodeCidrs(Vec::new()),
         DetectLocal::BridgeInterface(b) => {
             LocalDetector::BridgeInterface(InterfaceName::new(b).map_err(|e| format!("{e:?}"))?)
         }
@@ -108,6 +108,14 @@ impl Engine {
             problems.push(e.to_string());
         }
         problems
+    }
+
+    /// Replaces the local-traffic detector (NodeCIDR mode); returns whether
+    /// it changed. The next sync with netfilter renders it.
+    pub fn set_local_detector(&mut self, d: LocalDetector) -> Result<bool, String> {
+        self.netfilter
+            .set_local_detector(d)
+            .map_err(|e| e.to_string())
     }
 
     /// Local addresses of the node, except kube-ipvs0's.

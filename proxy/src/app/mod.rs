@@ -3,7 +3,7 @@
 //! `syncPeriod`, health and metrics servers, and problem reporting.
 
 mod engine;
-mod events;
+pub mod events;
 mod planning;
 
 use std::collections::BTreeSet;
@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 pub use engine::{Engine, KernelSync};
 pub use planning::{Planning, Replanned};
 
-use crate::config::{NodePortAddresses, ProxyConfig};
+use crate::config::{DetectLocal, NodePortAddresses, ProxyConfig};
 use crate::health::{HealthCheckServers, ProxyHealth, health_handler, metrics_handler, serve};
 use crate::metrics::Metrics;
+use crate::netfilter::LocalDetector;
 use crate::plan::{self, NodeFacts, PlannerConfig};
 use crate::reconcile::ipvs::Scope;
 use crate::source::{Dirty, Kind, Snapshot, SourceEvent};
@@ -198,7 +199,11 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
     let mut last_full: Option<Instant> = None;
     let mut last_drain = Instant::now();
     let mut node_addrs: Option<BTreeSet<std::net::IpAddr>> = None;
-    let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut problem_log = events::ProblemLog::default();
+    let mut orphans = events::OrphanSlices::default();
+    // NodeCIDR detection: the pod CIDRs the rules were last rendered with.
+    let mut pod_cidrs: Option<Vec<ipnet::IpNet>> = None;
+    let mut detector_changed = false;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(node = %node, "sluice-proxy started (ipvs mode)");
@@ -224,9 +229,38 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         if !snap.synced() {
             continue;
         }
+        // NodeCIDR: like kube-proxy, program nothing until the Node has a pod
+        // CIDR (what exists stays untouched); a later change re-renders the
+        // rules (kube-proxy restarts for it).
+        if cfg.detect_local == DetectLocal::NodeCidr {
+            let cidrs = snap
+                .nodes
+                .get(&node)
+                .map(|n| plan::node_pod_cidrs(n))
+                .unwrap_or_default();
+            let known = pod_cidrs.as_ref().is_some_and(|c| !c.is_empty());
+            if cidrs.is_empty() && !known {
+                if pod_cidrs.is_none() {
+                    tracing::warn!(node = %node, "detect-local-mode NodeCIDR: waiting for the Node's podCIDRs before programming anything");
+                    pod_cidrs = Some(Vec::new());
+                }
+                continue;
+            }
+            // A Node that loses its pod CIDRs (or goes away) keeps the last
+            // ones: dropping detection would masquerade pod traffic.
+            if !cidrs.is_empty() && pod_cidrs.as_ref() != Some(&cidrs) {
+                let d = LocalDetector::NodeCidrs(cidrs.clone());
+                match engine.set_local_detector(d) {
+                    Ok(changed) => detector_changed |= changed,
+                    Err(e) => tracing::error!(error = %e, "NodeCIDR local detection"),
+                }
+                tracing::info!(pod_cidrs = ?cidrs, "detect-local-mode NodeCIDR");
+                pod_cidrs = Some(cidrs);
+            }
+        }
         let now = Instant::now();
         let full_due = last_full.is_none_or(|t| now.duration_since(t) >= cfg.sync_period);
-        let inc_due = !pending.is_empty()
+        let inc_due = (!pending.is_empty() || detector_changed)
             && last_sync.is_none_or(|t| now.duration_since(t) >= cfg.min_sync_period);
         if !full_due && !inc_due {
             if engine.draining() > 0 && now.duration_since(last_drain) >= Duration::from_secs(1) {
@@ -261,11 +295,15 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             health.set_node_eligible(node_eligible(n));
         }
         let dirty = std::mem::take(&mut pending);
+        orphans.update(&snap, &dirty.services, started);
         let changed = planning.update(&snap, &dirty, facts, &planner_cfg);
         let desired = planning.desired();
         let full = full_due || changed.everything;
         let keys = changed.virtual_servers.clone();
-        let (netfilter, addresses) = (full || changed.netfilter, full || changed.addresses);
+        let (netfilter, addresses) = (
+            full || changed.netfilter || std::mem::take(&mut detector_changed),
+            full || changed.addresses,
+        );
         let hc = desired.health_checks.clone();
         let node = node_addrs.clone().unwrap_or_default();
         let (e, r) = blocking(engine, move |e| {
@@ -310,18 +348,13 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             "synced"
         );
         // Problems are reported once each, as a log line and an Event.
-        let problems = planning.problems();
-        let current: BTreeSet<String> = problems.iter().map(|p| format!("{p:?}")).collect();
-        for p in problems
-            .iter()
-            .filter(|p| !reported.contains(&format!("{p:?}")))
-        {
-            tracing::warn!(kind = ?p.kind, namespace = %p.namespace, name = %p.name, reason = %p.reason, "skipped invalid input");
-            if let Some(rep) = &reporter {
-                rep.report(p).await;
-            }
-        }
-        reported = current;
+        let mut problems = planning.problems();
+        problems.extend(
+            orphans
+                .problems(Instant::now(), events::ORPHAN_GRACE)
+                .cloned(),
+        );
+        problem_log.publish(problems, reporter.as_ref()).await;
     }
     Ok(())
 }

@@ -38,7 +38,9 @@ pub enum DetectLocal {
     None,
     /// Sources inside the cluster CIDRs are local.
     ClusterCidr,
-    /// Sources inside this node's podCIDRs are local.
+    /// Sources inside this node's podCIDRs (`Node.spec.podCIDRs`, the first
+    /// of each family) are local. As in kube-proxy, nothing is programmed
+    /// until the Node has a pod CIDR.
     NodeCidr,
     /// Traffic entering from this bridge is local.
     BridgeInterface(String),

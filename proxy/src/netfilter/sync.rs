@@ -9,7 +9,7 @@ use ipvs_sys::AddressFamily;
 use super::exec::{CommandRunner, ExecError, SystemRunner};
 use super::ipset::{self, IpsetError, RejectedEntry};
 use super::iptables::{self, SaveParseError, Saved, Tool, WAIT_ARGS, program, split_words};
-use super::rules::{self, ConfigError, NetfilterConfig};
+use super::rules::{self, ConfigError, LocalDetector, NetfilterConfig};
 use crate::plan::DesiredState;
 
 /// A netfilter operation that failed.
@@ -112,6 +112,22 @@ impl<R: CommandRunner> Netfilter<R> {
     /// The configuration.
     pub fn config(&self) -> &NetfilterConfig {
         &self.config
+    }
+
+    /// Replaces the local-traffic detector (NodeCIDR mode learns the pod
+    /// CIDRs from the Node object after start). Returns whether it changed;
+    /// the next [`sync`](Self::sync) renders the rules with it.
+    pub fn set_local_detector(&mut self, detector: LocalDetector) -> Result<bool, ConfigError> {
+        if self.config.local_detector == detector {
+            return Ok(false);
+        }
+        let config = NetfilterConfig {
+            local_detector: detector,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        self.config = config;
+        Ok(true)
     }
 
     /// The runner.

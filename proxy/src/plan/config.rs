@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use ipvs_sys::{AddressFamily, Scheduler};
 use k8s_openapi::api::core::v1::Node;
 
-use crate::model::{LABEL_TOPOLOGY_ZONE, parse_ip};
+use crate::model::{LABEL_TOPOLOGY_ZONE, parse_cidr, parse_ip};
 
 /// Which node addresses NodePorts listen on (`--nodeport-addresses`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,4 +224,29 @@ impl NodeFacts {
                 .collect(),
         }
     }
+}
+
+/// The node's pod CIDRs for `--detect-local-mode NodeCIDR`: the first valid
+/// CIDR of each family in `spec.podCIDRs` (or the older single
+/// `spec.podCIDR`), IPv4 first, as kube-proxy's `getLocalDetectors` picks
+/// them. Unparsable entries are skipped. Empty while the node has no pod
+/// CIDR allocated (kube-proxy then waits before programming anything).
+pub fn node_pod_cidrs(node: &Node) -> Vec<IpNet> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed: Vec<&str> = match spec.pod_cidrs.as_deref() {
+        Some(l) if !l.is_empty() => l.iter().map(String::as_str).collect(),
+        _ => spec.pod_cidr.as_deref().into_iter().collect(),
+    };
+    let parsed: Vec<IpNet> = listed.into_iter().filter_map(parse_cidr).collect();
+    [AddressFamily::Ipv4, AddressFamily::Ipv6]
+        .into_iter()
+        .filter_map(|f| {
+            parsed
+                .iter()
+                .find(|n| AddressFamily::of(&n.addr()) == f)
+                .copied()
+        })
+        .collect()
 }

@@ -75,6 +75,10 @@ pub struct SliceEntry {
     pub key: ObjectKey,
     /// The Service it belongs to (its `kubernetes.io/service-name` label).
     pub service: Option<ObjectKey>,
+    /// Whether a Service owns it (the EndpointSlice controller's slices):
+    /// such a slice outliving its Service is garbage about to be collected,
+    /// not a mistake worth reporting.
+    pub owned_by_service: bool,
     /// The view, or why it is ignored or rejected.
     pub admission: Admission<EndpointSliceView>,
 }
@@ -85,6 +89,12 @@ impl SliceEntry {
         Self {
             key: ObjectKey::of(&slice.metadata),
             service: slice_service(slice),
+            owned_by_service: slice
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Service"),
             admission: EndpointSliceView::from_k8s(slice, service_proxy_name),
         }
     }
