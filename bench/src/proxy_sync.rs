@@ -118,7 +118,11 @@ fn start_proxy(bin: &str, kubeconfig: &str) -> Proxy {
                 "--ipvs-sync-period",
                 "30s",
             ])
-            .env("RUST_LOG", "warn")
+            // SLUICE_BENCH_PROXY_LOG=sluice_proxy=debug shows each sync's time.
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_BENCH_PROXY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -212,17 +212,22 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                let kind_replace = matches!(ev, SourceEvent::Replace(Kind::Node, _));
-                let d = snap.apply(ev);
-                if !d.is_empty() || kind_replace {
-                    metrics.service_changes.inc_by(d.service_changes);
-                    metrics.endpoint_changes.inc_by(d.endpoint_changes);
-                    metrics.last_queued.set(unix_now());
-                    health.queued();
+                // Take everything already queued, then sync at once (within
+                // minSyncPeriod) rather than at the next tick.
+                let mut next = Some(ev);
+                while let Some(ev) = next {
+                    let kind_replace = matches!(ev, SourceEvent::Replace(Kind::Node, _));
+                    let d = snap.apply(ev);
+                    if !d.is_empty() || kind_replace {
+                        metrics.service_changes.inc_by(d.service_changes);
+                        metrics.endpoint_changes.inc_by(d.endpoint_changes);
+                        metrics.last_queued.set(unix_now());
+                        health.queued();
+                    }
+                    pending.absorb(d);
+                    next = rx.try_recv().ok();
                 }
-                pending.absorb(d);
                 metrics.service_changes_pending.set(pending.services.len() as i64);
-                continue;
             }
             _ = tick.tick() => {}
         }

@@ -98,7 +98,13 @@ pub fn diff(
     grace: Duration,
 ) -> Diff {
     let mut d = Diff::default();
-    for (key, want) in desired.iter().filter(|(k, _)| scope.includes(k)) {
+    // An incremental sync looks up its few keys instead of walking the
+    // whole desired table.
+    let wanted: Box<dyn Iterator<Item = (&ServiceKey, &VirtualServer)>> = match scope {
+        Scope::Full => Box::new(desired.iter()),
+        Scope::Keys(keys) => Box::new(keys.iter().filter_map(|k| desired.get_key_value(k))),
+    };
+    for (key, want) in wanted {
         let Some((have, have_dests)) = actual.get(key) else {
             d.ops.push(Op::AddService(want.service.clone()));
             d.ops.extend(
