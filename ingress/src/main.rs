@@ -87,7 +87,7 @@ struct Flags {
     #[arg(long, value_enum, default_value = "fields")]
     access_log: AccessLog,
     /// Tokio worker threads serving connections (default: one per CPU the
-    /// process may run on).
+    /// process may run on). 1 runs everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 }
@@ -140,10 +140,18 @@ fn init_logging(format: LogFormat) {
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_format);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = flags.worker_threads {
-        builder.worker_threads(usize::from(n));
-    }
+    // One worker: the current-thread scheduler, which skips the work
+    // stealing machinery (atomics, cross-thread wake-ups) that a single
+    // worker cannot use.
+    let mut builder = match flags.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
