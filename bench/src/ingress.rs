@@ -79,7 +79,9 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        for pid in tree(self.child.id()).into_iter().rev() {
+        // Parents first: an nginx master that saw its worker die would
+        // start another one.
+        for pid in tree(self.child.id()) {
             // SAFETY: plain kill(2) on a process this benchmark started.
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -510,6 +512,9 @@ fn run_in(o: &Options, haproxy: bool, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A table row: label and the measure it shows.
+type Row = (&'static str, fn(&Cell) -> f64);
+
 fn print_report(procs: &[Proc], cells: &[Vec<Cell>], tls: &[String], o: &Options) {
     let names: Vec<&str> = procs.iter().map(|p| p.name).collect();
     println!(
@@ -528,7 +533,7 @@ fn print_report(procs: &[Proc], cells: &[Vec<Cell>], tls: &[String], o: &Options
     }
     println!("{header}\n{rule}");
     for (ti, test) in Test::ALL.iter().enumerate() {
-        let rows: [(&str, fn(&Cell) -> f64); 7] = [
+        let rows: [Row; 7] = [
             ("req/s (median)", Cell::rps),
             ("req/s (best)", Cell::best_rps),
             ("p50 µs (median)", Cell::p50_us),
