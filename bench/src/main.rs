@@ -4,6 +4,10 @@
 //! run, several rounds, and prints min/median and the ratio. See
 //! `BENCHMARKS.md` at the repository root for method and latest numbers.
 
+mod ingress;
+mod ingress_backend;
+mod ingress_load;
+mod ingress_peers;
 mod ipvs_sync;
 mod overlay_sync;
 mod proxy_sync;
@@ -15,7 +19,9 @@ fn main() -> std::process::ExitCode {
         Some("ipvs-sync") => ipvs_sync::run(&args[1..]),
         Some("proxy-sync") => proxy_sync::run(&args[1..]),
         Some("overlay-sync") => overlay_sync::run(&args[1..]),
-        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN] | overlay-sync [--nodes N] [--rounds R]".into()),
+        Some("ingress") => ingress::run(&args[1..]),
+        Some("ingress-backend") => ingress_backend::run(&args[1..]),
+        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN] | overlay-sync [--nodes N] [--rounds R] | ingress [--sluice BIN] [--rounds R] [--duration SECS] [--no-haproxy]".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -88,6 +88,36 @@ struct Flags {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Access log lines: `fields` (one event per request with typed
+    /// fields, rendered by --log-format), `json` (one JSON object in the
+    /// message) or `off`.
+    #[arg(long, value_enum, default_value = "fields")]
+    access_log: AccessLog,
+    /// Tokio worker threads serving connections (default: one per CPU the
+    /// process may run on). 1 runs everything on the main thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
+}
+
+/// Access log choice on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AccessLog {
+    /// One event per request with typed fields.
+    Fields,
+    /// One JSON object per request.
+    Json,
+    /// No access log.
+    Off,
+}
+
+impl From<AccessLog> for AccessLogFormat {
+    fn from(a: AccessLog) -> Self {
+        match a {
+            AccessLog::Fields => Self::Fields,
+            AccessLog::Json => Self::Json,
+            AccessLog::Off => Self::Off,
+        }
+    }
 }
 
 fn parse_secret_ref(s: &str) -> Result<SecretRef, String> {
@@ -117,10 +147,19 @@ fn init_logging(format: LogFormat) {
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker: the current-thread scheduler, which skips the work
+    // stealing machinery (atomics, cross-thread wake-ups) that a single
+    // worker cannot use.
+    let mut builder = match flags.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice-ingress: tokio runtime: {e}");
@@ -288,7 +327,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
-        access_log: AccessLogFormat::default(),
+        access_log: flags.access_log.into(),
         ..GatewayConfig::default()
     };
     let gateway = Gateway::new(gw_config, metrics).map_err(|e| format!("gateway: {e}"))?;

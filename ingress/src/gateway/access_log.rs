@@ -63,6 +63,11 @@ impl Drop for Completion {
     fn drop(&mut self) {
         let r = &self.record;
         self.metrics.request(&r.ingress, &r.service, r.status);
+        if self.format == AccessLogFormat::Off {
+            return;
+        }
+        // Formatted only when a line is written: the addresses' Display is
+        // a measurable share of a proxied request.
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
         let client = r.client.map(|c| c.to_string()).unwrap_or_default();
         let upstream = r.upstream.map(|u| u.to_string()).unwrap_or_default();

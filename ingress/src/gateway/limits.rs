@@ -155,18 +155,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        // The clock runs only while the gateway waits on the upstream, not
-        // while a slow client keeps the gateway from asking.
-        if !*this.waiting {
-            *this.waiting = true;
-            this.sleep.as_mut().reset(Instant::now() + *this.timeout);
-        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(r) => {
                 *this.waiting = false;
                 Poll::Ready(r.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
+                // The clock runs only while the gateway waits on the
+                // upstream, not while a slow client keeps the gateway from
+                // asking; it is armed at the first wait, so a frame that is
+                // already there (most small responses) costs no timer.
+                if !*this.waiting {
+                    *this.waiting = true;
+                    this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+                }
                 ready!(this.sleep.poll(cx));
                 Poll::Ready(Some(Err(UpstreamReadTimeout(*this.timeout).into())))
             }

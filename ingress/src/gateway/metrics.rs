@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 struct RequestLabels {
     ingress: String,
     service: String,
-    code: String,
+    code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,7 +121,7 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 ingress: ingress.to_owned(),
                 service: service.to_owned(),
-                code: code.to_string(),
+                code,
             })
             .inc();
     }

@@ -24,6 +24,8 @@ use crate::gateway::routing::{AppProtocol, EndpointSet};
 #[derive(Debug)]
 pub struct EndpointState {
     addr: SocketAddr,
+    /// `addr` as a URI authority, formatted once for every request.
+    authority: http::uri::Authority,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since the registry's epoch; 0 = not ejected.
@@ -35,6 +37,8 @@ impl EndpointState {
     fn new(addr: SocketAddr, epoch: Instant) -> Self {
         Self {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string())
+                .expect("a socket address is a valid authority"),
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -47,7 +51,12 @@ impl EndpointState {
         self.addr
     }
 
-    /// Requests in flight.
+    /// The address as a URI authority (`ip:port`, IPv6 in brackets).
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    /// Requests in flight to this endpoint.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -162,7 +163,12 @@ impl Clients {
             } else {
                 parts.take().expect("parts used once")
             };
-            let req = build_request(head, addr, version, ReclaimBody::new(&slot, hint, end));
+            let req = build_request(
+                head,
+                ep.authority(),
+                version,
+                ReclaimBody::new(&slot, hint, end),
+            );
             let in_flight = ep.start();
             let start = Instant::now();
             let result = tokio::time::timeout(self.read_timeout, client.request(req)).await;
@@ -254,21 +260,20 @@ fn clone_parts(p: &Parts) -> Parts {
 
 fn build_request(
     mut head: Parts,
-    addr: SocketAddr,
+    authority: &Authority,
     version: Version,
     body: ReclaimBody,
 ) -> Request<ReclaimBody> {
-    let pq = head
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    head.uri = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+    // Typed parts, no formatting or parsing: the path is the already
+    // validated one (shared bytes), the authority was formatted once per
+    // endpoint.
+    let mut uri = std::mem::take(&mut head.uri).into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
     head.version = version;
     Request::from_parts(head, body)
 }
