@@ -22,8 +22,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p sluice-proxy -p sluice-ingress \
         --bin sluice-proxy --bin sluice-ingress \
- && install -D -m 0755 target/release/sluice-proxy /out/sluice-proxy \
- && install -D -m 0755 target/release/sluice-ingress /out/sluice-ingress
+ && install -D -s -m 0755 target/release/sluice-proxy /out/sluice-proxy \
+ && install -D -s -m 0755 target/release/sluice-ingress /out/sluice-ingress
 
 # --- runtime -------------------------------------------------------------
 FROM debian:bookworm-slim
