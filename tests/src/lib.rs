@@ -4,6 +4,7 @@
 //!   IPVS) and runs test binaries inside it with the host filesystem visible.
 //! * [`netns`]: "pods" and "clients" as network namespaces behind veth pairs,
 //!   and small servers inside them.
+//! * [`readme`]: the README's flag tables checked against `--help`.
 //! * `fake_api` (feature `fake-api`, on by default): a fake Kubernetes API
 //!   server with list/watch semantics for the real kube-rs client.
 
@@ -11,4 +12,5 @@
 pub mod fake_api;
 
 pub mod netns;
+pub mod readme;
 pub mod vm;
