@@ -90,6 +90,16 @@ pub(crate) fn decode_link(msg: &Message<'_>) -> Result<Link, DecodeError> {
 impl RtnlClient {
     /// The link called `name`, or `None`.
     pub fn link(&mut self, name: &str) -> Result<Option<Link>, Error> {
+        self.link_by_name(name, decode_link)
+    }
+
+    /// Gets the link called `name` (one RTM_GETLINK) and decodes the reply
+    /// with `decode`; `None` if there is no such link.
+    pub(super) fn link_by_name<T>(
+        &mut self,
+        name: &str,
+        decode: impl Fn(&Message<'_>) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, Error> {
         check_name(name)?;
         let mut out = None;
         let r = self.request(
@@ -100,7 +110,7 @@ impl RtnlClient {
             || format!("get link {name}"),
             |w| w.cstr(IFLA_IFNAME, name),
             |m| {
-                out = Some(decode_link(m)?);
+                out = Some(decode(m)?);
                 Ok(())
             },
         );

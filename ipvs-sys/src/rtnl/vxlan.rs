@@ -14,7 +14,6 @@ use crate::netlink::attr::{AttrWriter, Attrs};
 use crate::netlink::message::{Message, NLM_F_CREATE, NLM_F_EXCL};
 
 const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_MTU: u16 = 4;
 const IFLA_INFO_DATA: u16 = 2;
@@ -203,25 +202,7 @@ impl RtnlClient {
     /// The link called `name` with its MAC, MTU and (for a VXLAN link) its
     /// tunnel parameters, or `None` if there is no such link.
     pub fn vxlan_link(&mut self, name: &str) -> Result<Option<VxlanLink>, Error> {
-        check_name(name)?;
-        let mut out = None;
-        let r = self.request(
-            RTM_GETLINK,
-            ACK,
-            &ifinfomsg(0, 0, 0),
-            Subject::Link,
-            || format!("get link {name}"),
-            |w| w.cstr(IFLA_IFNAME, name),
-            |m| {
-                out = Some(decode_vxlan_link(m)?);
-                Ok(())
-            },
-        );
-        match r {
-            Ok(()) => Ok(out),
-            Err(e) if e.kind() == ErrorKind::NoSuchLink => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.link_by_name(name, decode_vxlan_link)
     }
 
     /// Creates a VXLAN link (it starts down) and returns it as read back.
