@@ -247,12 +247,7 @@ pub fn plan_sync(
                     },
                 });
             }
-            Some(cur) => {
-                plan.del
-                    .extend(cur.entries.difference(want).map(|e| (name, *e)));
-                plan.add
-                    .extend(want.difference(&cur.entries).map(|e| (name, *e)));
-            }
+            Some(cur) => plan.change_members(name, want, &cur.entries),
             None if configured => {
                 plan.create.push(name);
                 plan.add.extend(want.iter().map(|e| (name, *e)));
@@ -261,6 +256,19 @@ pub fn plan_sync(
         }
     }
     Ok(plan)
+}
+
+impl IpsetPlan {
+    /// Adds the member changes that take set `name` from `have` to `want`.
+    pub fn change_members(
+        &mut self,
+        name: SetName,
+        want: &BTreeSet<SetEntry>,
+        have: &BTreeSet<SetEntry>,
+    ) {
+        self.del.extend(have.difference(want).map(|e| (name, *e)));
+        self.add.extend(want.difference(have).map(|e| (name, *e)));
+    }
 }
 
 /// Plans `--cleanup`: destroy every set of ours that exists, whatever its

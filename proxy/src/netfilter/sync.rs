@@ -234,8 +234,7 @@ impl<R: CommandRunner> Netfilter<R> {
             }
             let want = sets.get(&name).unwrap_or(&empty);
             let have = last.sets.get(&name).unwrap_or(&empty);
-            plan.del.extend(have.difference(want).map(|e| (name, *e)));
-            plan.add.extend(want.difference(have).map(|e| (name, *e)));
+            plan.change_members(name, want, have);
         }
         ipset::apply_plan(&self.runner, &plan)?;
         let report = SyncReport {
