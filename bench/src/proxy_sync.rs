@@ -1,6 +1,6 @@
 //! sluice-proxy at scale against the fake API server, in the IPVS VM:
 //! 10,000 Services × 10 endpoints from start to fully programmed, peak RSS,
-//! one endpoint change (latency until the kernel has it, netlink operations
+//! endpoint changes one at a time (latency until the kernel has each, netlink operations
 //! it cost), CPU of idle periodic resyncs; the peer, `ipvsadm -R` of the
 //! equivalent rule set, in the same run.
 
@@ -21,6 +21,9 @@ fn vip(i: u32) -> Ipv4Addr {
 fn ep(i: u32, j: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i * 10 + j)
 }
+
+/// Endpoint changes measured per round (one Service each).
+const CHANGES: u32 = 6;
 
 fn slice(i: u32, endpoints: &[Ipv4Addr]) -> serde_json::Value {
     json!({
@@ -183,8 +186,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         t.elapsed().as_secs_f64()
     );
     let mut ipvs = IpvsClient::open().map_err(|e| e.to_string())?;
-    let (mut full, mut peer, mut change) =
-        (Samples::default(), Samples::default(), Samples::default());
+    let (mut full, mut peer, mut change, mut first_change) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let mut rss = Vec::new();
     let mut change_ops = Vec::new();
     let mut idle_cpu = Vec::new();
@@ -249,31 +256,51 @@ pub fn run(args: &[String]) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_secs(1));
-        // One endpoint change in one Service.
-        let i = services / 3;
-        let key = ServiceKey::tcp(SocketAddr::new(vip(i).into(), 80));
-        let new_ep = Ipv4Addr::new(10, 250, (round % 250) as u8, 7);
-        let ops_before = metric("kubeproxy_sluice_netlink_operations_total");
-        let mut eps: Vec<Ipv4Addr> = (0..dests).map(|j| ep(i, j)).collect();
-        eps[0] = new_ep;
-        let t = Instant::now();
-        api.apply(&slice(i, &eps));
-        let want = SocketAddr::new(new_ep.into(), 8080);
-        loop {
-            let d = ipvs.destinations(&key).map_err(|e| e.to_string())?;
-            if d.iter()
-                .any(|d| d.destination.addr == want && d.destination.weight == 1)
-            {
-                break;
+        // Endpoint changes, one Service each, a second apart. The first
+        // runs code the proxy has not run before: under TCG that costs the
+        // translation of every function on the incremental path, which a
+        // proxy in a cluster pays once in its life. It is reported on its
+        // own; the rest are the steady state.
+        for c in 0..CHANGES {
+            let i = services / 3 + c;
+            let key = ServiceKey::tcp(SocketAddr::new(vip(i).into(), 80));
+            let new_ep = Ipv4Addr::new(10, 250, (round % 250) as u8, 7 + c as u8);
+            let ops_before = metric("kubeproxy_sluice_netlink_operations_total");
+            let mut eps: Vec<Ipv4Addr> = (0..dests).map(|j| ep(i, j)).collect();
+            eps[0] = new_ep;
+            let applied_at = jiff::Timestamp::now();
+            let t = Instant::now();
+            api.apply(&slice(i, &eps));
+            let want = SocketAddr::new(new_ep.into(), 8080);
+            loop {
+                let d = ipvs.destinations(&key).map_err(|e| e.to_string())?;
+                if d.iter()
+                    .any(|d| d.destination.addr == want && d.destination.weight == 1)
+                {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(30) {
+                    return Err("the endpoint change did not land within 30 s".into());
+                }
+                std::thread::sleep(Duration::from_micros(500));
             }
-            if t.elapsed() > Duration::from_secs(30) {
-                return Err("the endpoint change did not land within 30 s".into());
+            let took = t.elapsed();
+            if c == 0 {
+                first_change.push(took);
+            } else {
+                change.push(took);
             }
-            std::thread::sleep(Duration::from_micros(500));
+            std::thread::sleep(Duration::from_millis(1000));
+            let ops = metric("kubeproxy_sluice_netlink_operations_total") - ops_before;
+            change_ops.push(ops);
+            // Wall clock, to line up with the proxy's own log timestamps
+            // (SLUICE_BENCH_PROXY_LOG=sluice_proxy=debug): what part of the
+            // latency is the watch delivery and what part the sync.
+            println!(
+                "  round {round}: change {c} applied at {applied_at}, in the kernel {:.1} ms later, {ops} netlink ops",
+                took.as_secs_f64() * 1e3
+            );
         }
-        change.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(500));
-        change_ops.push(metric("kubeproxy_sluice_netlink_operations_total") - ops_before);
         // Idle: CPU over 35 s, which contains one full resync (syncPeriod 30 s).
         let c0 = cpu_ticks(proxy.id());
         std::thread::sleep(Duration::from_secs(35));
@@ -282,11 +309,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         drop(proxy);
 
         println!(
-            "  round {round}: sluice-proxy start→programmed {:.2} s vs ipvsadm -R {:.2} s; one change {:.1} ms, {} netlink ops; idle CPU {:.2} s/35 s; peak RSS {} MB",
+            "  round {round}: sluice-proxy start→programmed {:.2} s vs ipvsadm -R {:.2} s; first change {:.1} ms; idle CPU {:.2} s/35 s; peak RSS {} MB",
             full.last().as_secs_f64(),
             peer.last().as_secs_f64(),
-            change.last().as_secs_f64() * 1000.0,
-            change_ops.last().copied().unwrap_or_default(),
+            first_change.last().as_secs_f64() * 1000.0,
             idle_cpu.last().copied().unwrap_or_default(),
             rss.last().copied().unwrap_or_default() / 1024
         );
@@ -302,11 +328,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ratio(&full, &peer)
     );
     println!(
-        "| one endpoint change → in the kernel | {:.1} ms / {:.1} ms | | | ≤ 50 ms |",
+        "| one endpoint change → in the kernel ({} changes per round after the first) | {:.1} ms / {:.1} ms | | | ≤ 50 ms |",
+        CHANGES - 1,
         change.min().as_secs_f64() * 1000.0,
         change.median().as_secs_f64() * 1000.0
     );
-    println!("| netlink operations for that change | {change_ops:?} | | | only its Service |");
+    println!(
+        "| the first endpoint change of each round (code not yet translated by TCG) | {:.1} ms / {:.1} ms | | | |",
+        first_change.min().as_secs_f64() * 1000.0,
+        first_change.median().as_secs_f64() * 1000.0
+    );
+    println!("| netlink operations per change | {change_ops:?} | | | only its Service |");
     println!(
         "| peak RSS | {:?} MB | | | ≤ 128 MB |",
         rss.iter().map(|k| k / 1024).collect::<Vec<_>>()

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipvs_sys::{AddressFamily, Protocol, ServiceKey, Timeouts};
 
@@ -32,6 +32,11 @@ pub struct KernelSync {
     pub iptables_restore_failures: u64,
     /// Failures, as messages; the sync went on past each.
     pub errors: Vec<String>,
+    /// Time spent bringing IPVS (and the bound addresses) to the desired
+    /// state: when it ends, a changed endpoint is in the kernel.
+    pub ipvs_time: Duration,
+    /// Time spent on ipset and iptables afterwards.
+    pub netfilter_time: Duration,
 }
 
 /// Owns every kernel handle of the proxy.
@@ -139,6 +144,7 @@ impl Engine {
         node_addrs: &BTreeSet<IpAddr>,
     ) -> KernelSync {
         let mut out = KernelSync::default();
+        let started = Instant::now();
         if addresses {
             match self.addrs.bind_missing(&desired.bound_addresses) {
                 Ok(r) => {
@@ -168,6 +174,8 @@ impl Engine {
             }
             Err(e) => out.errors.push(e.to_string()),
         }
+        out.ipvs_time = started.elapsed();
+        let netfilter_started = Instant::now();
         if netfilter {
             let before = self.netfilter.iptables_restore_failures();
             // Full syncs read the kernel and repair drift; incremental ones
@@ -186,6 +194,7 @@ impl Engine {
             }
             out.iptables_restore_failures = self.netfilter.iptables_restore_failures() - before;
         }
+        out.netfilter_time = netfilter_started.elapsed();
         if addresses {
             match self.addrs.unbind_stale(&desired.bound_addresses) {
                 Ok(r) => {

@@ -198,6 +198,9 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
     let mut last_sync: Option<Instant> = None;
     let mut last_full: Option<Instant> = None;
     let mut last_drain = Instant::now();
+    // When the oldest change not yet synced arrived: the start of the
+    // latency a change sees inside the proxy.
+    let mut first_pending: Option<Instant> = None;
     let mut node_addrs: Option<BTreeSet<std::net::IpAddr>> = None;
     let mut problem_log = events::ProblemLog::default();
     let mut orphans = events::OrphanSlices::default();
@@ -225,6 +228,9 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
                         health.queued();
                     }
                     pending.absorb(d);
+                    if !pending.is_empty() {
+                        first_pending.get_or_insert_with(Instant::now);
+                    }
                     next = rx.try_recv().ok();
                 }
                 metrics.service_changes_pending.set(pending.services.len() as i64);
@@ -300,8 +306,10 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             health.set_node_eligible(node_eligible(n));
         }
         let dirty = std::mem::take(&mut pending);
+        let queued = first_pending.take().map(|t| started.duration_since(t));
         orphans.update(&snap, &dirty.services, started);
         let changed = planning.update(&snap, &dirty, facts, &planner_cfg);
+        let planned = started.elapsed();
         let desired = planning.desired();
         let full = full_due || changed.everything;
         let keys = changed.virtual_servers.clone();
@@ -350,6 +358,10 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             ipvs_ops = r.ipvs_ops,
             address_changes = r.address_changes,
             took_ms = started.elapsed().as_millis() as u64,
+            queued_ms = queued.map(|d| d.as_secs_f64() * 1e3),
+            plan_ms = planned.as_secs_f64() * 1e3,
+            ipvs_ms = r.ipvs_time.as_secs_f64() * 1e3,
+            netfilter_ms = r.netfilter_time.as_secs_f64() * 1e3,
             "synced"
         );
         // Problems are reported once each, as a log line and an Event.
