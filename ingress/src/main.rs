@@ -28,6 +28,13 @@ use sluice_ingress::routes::SecretRef;
 use sluice_ingress::routes::class::DEFAULT_CONTROLLER;
 use tokio::sync::{mpsc, watch};
 
+// mimalloc instead of glibc's malloc: a proxied request allocates and frees
+// a few dozen small objects, and glibc's arenas (`_int_malloc`,
+// `malloc_consolidate`) were 8 % of the gateway's CPU in a profile of the
+// HTTP/1.1 benchmark (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {

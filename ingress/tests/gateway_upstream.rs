@@ -1,7 +1,7 @@
 //! Upstream behaviour over real sockets: spreading over endpoints,
 //! endpoints removed under load, connect-failure retries and ejection,
 //! routing snapshot swaps under load, upstream timeouts, graceful
-//! shutdown.
+//! shutdown, keep-alive connection reuse.
 
 mod gateway_support;
 
@@ -13,7 +13,8 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use serde_json::json;
 use sluice_ingress::gateway::{CertStore, GatewayConfig, Routing, Timeouts};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use gateway_support::*;
 
@@ -310,4 +311,88 @@ async fn upstream_timeout_and_graceful_shutdown() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(json_of(&b)["backend"], "slow");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// Reads an HTTP/1.1 response head (up to the blank line).
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("response head in time")
+            .unwrap();
+        assert_eq!(n, 1, "connection closed inside the head: {head:?}");
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_but_never_after_an_upgrade_or_a_cut_body() {
+    let web = Backend::start("web").await;
+    let gw = TestGateway::start(
+        test_config(),
+        routing(
+            app_table("web"),
+            endpoints(&[("web", vec![web.addr])]),
+            CertStore::new(),
+        ),
+    )
+    .await;
+    let conns = || web.state.connections.load(Ordering::SeqCst);
+    // Sequential requests, small and streamed (several chunks), go over
+    // one upstream connection.
+    let c = h1_client();
+    for i in 0..30 {
+        let (s, _, _) = get(&c, gw.http, "app.test", &format!("/{i}")).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    for _ in 0..3 {
+        let (s, _, b) = get(&c, gw.http, "app.test", "/download?n=300000").await;
+        assert_eq!((s, b.len()), (StatusCode::OK, 300_000));
+    }
+    assert_eq!(conns(), 1, "sequential requests share one connection");
+
+    // An upgrade takes the idle connection over for good: the next
+    // request needs a new one, and the tunnel keeps working after it.
+    let mut ws = TcpStream::connect(gw.http).await.unwrap();
+    ws.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut ws).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (s, _, _) = get(&c, gw.http, "app.test", "/after-upgrade").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(conns(), 2, "the upgraded connection was not reused");
+    ws.write_all(b"still a tunnel").await.unwrap();
+    let mut back = [0u8; 14];
+    tokio::time::timeout(Duration::from_secs(5), ws.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"still a tunnel");
+
+    // A client that leaves in the middle of a body: that connection is
+    // dropped, never handed to the next request with bytes left in it.
+    let mut cut = TcpStream::connect(gw.http).await.unwrap();
+    cut.write_all(b"GET /download?n=8000000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut cut).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut some = [0u8; 1000];
+    cut.read_exact(&mut some).await.unwrap();
+    drop(cut);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..5 {
+        let (s, _, b) = get(&c, gw.http, "app.test", &format!("/after-cut/{i}")).await;
+        assert_eq!(s, StatusCode::OK);
+        let seen = json_of(&b);
+        assert_eq!(seen["uri"], format!("/after-cut/{i}"), "{seen}");
+    }
+    assert_eq!(conns(), 3, "one new connection after the cut body");
+    gw.shutdown().await;
 }

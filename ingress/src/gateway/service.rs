@@ -333,6 +333,8 @@ where
             // 101 to a request that did not ask for it.
             return Err(LocalError::UpstreamError);
         };
+        // The connection becomes the tunnel: never back to the pool.
+        response.body_mut().detach();
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let idle = config.timeouts.idle;
         tokio::spawn(async move {

@@ -49,6 +49,8 @@ pub fn empty() -> TestBody {
 pub struct BackendState {
     pub name: String,
     pub hits: AtomicUsize,
+    /// TCP connections accepted.
+    pub connections: AtomicUsize,
     pub requests: Mutex<Vec<Value>>,
     /// Request body bytes received so far on `/upload`.
     pub received: AtomicU64,
@@ -94,6 +96,7 @@ impl Backend {
                 tokio::select! {
                     r = listener.accept() => {
                         let Ok((tcp, _)) = r else { continue };
+                        st.connections.fetch_add(1, Ordering::SeqCst);
                         let st = st.clone();
                         let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
                         let conn = builder

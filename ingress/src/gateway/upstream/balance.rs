@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use super::h1_pool::IdleConnections;
 use crate::gateway::routing::{AppProtocol, EndpointSet};
 
 /// The live state of one endpoint address.
@@ -31,6 +32,8 @@ pub struct EndpointState {
     /// Milliseconds since the registry's epoch; 0 = not ejected.
     ejected_until: AtomicU64,
     epoch: Instant,
+    /// Keep-alive HTTP/1.1 connections to this address.
+    idle: IdleConnections,
 }
 
 impl EndpointState {
@@ -43,6 +46,7 @@ impl EndpointState {
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             epoch,
+            idle: IdleConnections::default(),
         }
     }
 
@@ -54,6 +58,11 @@ impl EndpointState {
     /// The address as a URI authority (`ip:port`, IPv6 in brackets).
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
+    }
+
+    /// The idle HTTP/1.1 connections to this endpoint.
+    pub fn idle_connections(&self) -> &IdleConnections {
+        &self.idle
     }
 
     /// Requests in flight to this endpoint.

@@ -1,9 +1,10 @@
 //! Pooled upstream clients and the forwarding loop with connect retries.
 //!
-//! Connections are pooled per endpoint (hyper-util's legacy client keys
-//! its pool by the request authority, which is the endpoint address).
-//! HTTP/1.1 by default; HTTP/2 with prior knowledge for `h2c`/gRPC ports,
-//! one multiplexed connection per endpoint.
+//! HTTP/1.1 by default, over the keep-alive connections of
+//! [`super::h1_pool`], kept per endpoint. HTTP/2 with prior knowledge for
+//! `h2c`/gRPC ports through hyper-util's client, one multiplexed
+//! connection per endpoint (its pool is keyed by the request authority,
+//! which is the endpoint address).
 //!
 //! **Retries.** A request whose connection attempt failed is sent again
 //! to another endpoint when its method is idempotent (GET, HEAD, OPTIONS,
@@ -28,12 +29,12 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::balance::{InFlight, Pool};
+use super::balance::{EndpointState, InFlight, Pool};
+use super::h1_pool::{self, UpstreamBody};
 use crate::gateway::body::{BoxError, GatewayBody};
 use crate::gateway::config::UpstreamConfig;
 use crate::gateway::routing::AppProtocol;
@@ -52,7 +53,7 @@ pub enum UpstreamError {
         /// Endpoints tried.
         attempts: u32,
         /// The client error.
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     /// No response head within the read timeout.
     #[error("{addr} sent no response within {timeout:?}")]
@@ -68,7 +69,7 @@ pub enum UpstreamError {
         /// The endpoint.
         addr: SocketAddr,
         /// The client error.
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
 }
 
@@ -76,7 +77,7 @@ pub enum UpstreamError {
 #[derive(Debug)]
 pub struct Forwarded {
     /// The response (body still streaming).
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     /// The endpoint that answered.
     pub endpoint: SocketAddr,
     /// Keeps the endpoint's in-flight count until dropped.
@@ -90,10 +91,28 @@ pub struct Forwarded {
 /// The upstream clients: HTTP/1.1 and HTTP/2 prior knowledge.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    h1: Client<HttpConnector, ReclaimBody>,
     h2: Client<HttpConnector, ReclaimBody>,
     cfg: UpstreamConfig,
+    connect_timeout: Duration,
     read_timeout: Duration,
+}
+
+/// How one attempt failed.
+enum AttemptError {
+    /// No connection could be made: safe to retry anywhere.
+    Connect(BoxError),
+    /// The connection was made; the exchange failed.
+    Request(BoxError),
+}
+
+impl From<hyper_util::client::legacy::Error> for AttemptError {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        if e.is_connect() {
+            Self::Connect(Box::new(e))
+        } else {
+            Self::Request(Box::new(e))
+        }
+    }
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -109,21 +128,53 @@ impl Clients {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
-        let build = |h2: bool| {
-            Client::builder(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(cfg.pool_idle_timeout)
-                .pool_max_idle_per_host(cfg.pool_max_idle_per_endpoint)
-                .http2_only(h2)
-                .build(connector.clone())
-        };
+        let h2 = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_endpoint)
+            .http2_only(true)
+            .build(connector);
         Self {
-            h1: build(false),
-            h2: build(true),
+            h2,
             cfg,
+            connect_timeout,
             read_timeout,
         }
+    }
+
+    /// One HTTP/1.1 exchange on a pooled (or new) connection to `ep`.
+    async fn send_h1(
+        &self,
+        ep: &Arc<EndpointState>,
+        req: Request<ReclaimBody>,
+    ) -> Result<Response<UpstreamBody>, AttemptError> {
+        let idle = ep.idle_connections();
+        let mut sender = match idle.checkout(self.cfg.pool_idle_timeout).await {
+            Some(s) => s,
+            None => h1_pool::connect(ep.addr(), self.connect_timeout)
+                .await
+                .map_err(|e| AttemptError::Connect(Box::new(e)))?,
+        };
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| AttemptError::Request(Box::new(e)))?;
+        let ret = h1_pool::Return {
+            sender,
+            idle: ep.clone(),
+            max_idle: self.cfg.pool_max_idle_per_endpoint,
+        };
+        Ok(response.map(|b| UpstreamBody::pooled(b, ret)))
+    }
+
+    /// One HTTP/2 exchange through the multiplexing client.
+    async fn send_h2(
+        &self,
+        req: Request<ReclaimBody>,
+    ) -> Result<Response<UpstreamBody>, AttemptError> {
+        let response = self.h2.request(req).await?;
+        Ok(response.map(UpstreamBody::unpooled))
     }
 
     /// Sends `req` (origin-form target, headers already rewritten) to an
@@ -143,10 +194,7 @@ impl Clients {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         let slot = Arc::new(Mutex::new(Some(body)));
-        let (client, version) = match pool.protocol() {
-            AppProtocol::Http1 => (&self.h1, Version::HTTP_11),
-            AppProtocol::H2c => (&self.h2, Version::HTTP_2),
-        };
+        let h2 = pool.protocol() == AppProtocol::H2c;
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
             let Some(ep) = pool.pick(&tried) else {
@@ -163,15 +211,16 @@ impl Clients {
             } else {
                 parts.take().expect("parts used once")
             };
-            let req = build_request(
-                head,
-                ep.authority(),
-                version,
-                ReclaimBody::new(&slot, hint, end),
-            );
+            let body = ReclaimBody::new(&slot, hint, end);
             let in_flight = ep.start();
             let start = Instant::now();
-            let result = tokio::time::timeout(self.read_timeout, client.request(req)).await;
+            let result = if h2 {
+                let req = build_h2_request(head, ep.authority(), body);
+                tokio::time::timeout(self.read_timeout, self.send_h2(req)).await
+            } else {
+                let req = build_h1_request(head, ep.authority(), body);
+                tokio::time::timeout(self.read_timeout, self.send_h1(&ep, req)).await
+            };
             match result {
                 Ok(Ok(response)) => {
                     ep.record_success();
@@ -183,7 +232,7 @@ impl Clients {
                         attempts,
                     });
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(AttemptError::Connect(e))) => {
                     drop(in_flight);
                     let ejected = ep.record_connect_failure(
                         self.cfg.eject_after_failures,
@@ -200,9 +249,9 @@ impl Clients {
                     }
                     tracing::debug!(%addr, "connect failed, retrying on another endpoint");
                 }
-                Ok(Err(source)) => {
+                Ok(Err(AttemptError::Request(source))) => {
                     let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                    if !(may_retry && body_unsent && closed_before_response(&source)) {
+                    if !(may_retry && body_unsent && closed_before_response(&*source)) {
                         return Err(UpstreamError::Request { addr, source });
                     }
                     tracing::debug!(%addr, error = %source, "pooled connection closed, retrying on another endpoint");
@@ -221,8 +270,8 @@ impl Clients {
 /// Whether a send failed because the (pooled) connection closed or reset
 /// before any response arrived: the keep-alive race with an endpoint that
 /// is going away.
-fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(e);
+fn closed_before_response(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>()
             && (h.is_incomplete_message() || h.is_canceled())
@@ -258,10 +307,32 @@ fn clone_parts(p: &Parts) -> Parts {
         .0
 }
 
-fn build_request(
+/// The request for the HTTP/1.1 connection: origin-form target as the
+/// gateway built it, version 1.1. A request without Host (HTTP/1.0
+/// clients may omit it) gets the endpoint's address, as HTTP/1.1 requires
+/// one.
+fn build_h1_request(
     mut head: Parts,
     authority: &Authority,
-    version: Version,
+    body: ReclaimBody,
+) -> Request<ReclaimBody> {
+    if head.uri.path_and_query().is_none() {
+        head.uri = Uri::from_static("/");
+    }
+    head.version = Version::HTTP_11;
+    if !head.headers.contains_key(http::header::HOST)
+        && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+    {
+        head.headers.insert(http::header::HOST, v);
+    }
+    Request::from_parts(head, body)
+}
+
+/// The request for the HTTP/2 client: absolute URI (the client's pool key
+/// and `:authority`), version 2.
+fn build_h2_request(
+    mut head: Parts,
+    authority: &Authority,
     body: ReclaimBody,
 ) -> Request<ReclaimBody> {
     // Typed parts, no formatting or parsing: the path is the already
@@ -274,7 +345,7 @@ fn build_request(
         uri.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     head.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-    head.version = version;
+    head.version = Version::HTTP_2;
     Request::from_parts(head, body)
 }
 
