@@ -1994,6 +1994,7 @@ struct Pair {
 fn pair(family: AddressFamily) -> Pair {
     let client = Netns::new("cl");
     let node = Netns::new("nd");
+    no_dad(&node);
     node.sh(&format!(
         "ip link add vn type veth peer name vc netns {}",
         client.name
@@ -2013,6 +2014,14 @@ fn pair(family: AddressFamily) -> Pair {
         client.sh("ip -6 route add default via fd00:1::1");
     }
     Pair { client, node }
+}
+
+/// Links created in `ns` from now on (veth peers moved elsewhere
+/// included) skip IPv6 duplicate address detection, link-local addresses
+/// too: while those are tentative, the first SYNs through a fresh path can
+/// be lost and the connection waits for the 1 s and 3 s retransmissions.
+fn no_dad(ns: &Netns) {
+    ns.sh("sysctl -qw net.ipv6.conf.default.accept_dad=0");
 }
 
 fn connect(ns: &Netns, to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -2084,6 +2093,7 @@ fn ipvs_filter_rejects_new_connections_to_vips_off_service_ports_ipv6() {
 fn masquerade_case(family: AddressFamily) {
     let p = pair(family);
     let server = Netns::new("sv");
+    no_dad(&p.node);
     p.node.sh(&format!(
         "ip link add vs type veth peer name vv netns {}",
         server.name

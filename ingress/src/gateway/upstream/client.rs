@@ -164,6 +164,7 @@ impl Clients {
             sender,
             idle: ep.clone(),
             max_idle: self.cfg.pool_max_idle_per_endpoint,
+            idle_timeout: self.cfg.pool_idle_timeout,
         };
         Ok(response.map(|b| UpstreamBody::pooled(b, ret)))
     }

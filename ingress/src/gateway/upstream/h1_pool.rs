@@ -15,6 +15,12 @@
 //! A connection whose response did not end cleanly (client gone, body
 //! error, upgrade) is never reused: dropping its sender closes it once
 //! the connection task has finished with it.
+//!
+//! Idle connections older than the pool's idle timeout are closed when
+//! they are reached (checkout) or sink to the bottom of a busy endpoint's
+//! stack (return). An endpoint that gets no traffic at all keeps at most
+//! `max_idle` of them until the endpoint closes them or leaves every
+//! routing snapshot (its state, and with it the stack, is then dropped).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -66,8 +72,15 @@ impl IdleConnections {
         self.stack.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    fn push(&self, sender: SendRequest<ReclaimBody>, max: usize) {
+    fn push(&self, sender: SendRequest<ReclaimBody>, max: usize, idle_timeout: Duration) {
         let mut stack = self.stack.lock().unwrap_or_else(|e| e.into_inner());
+        // The oldest are at the bottom: a busy endpoint takes from the top,
+        // so what sinks there past the idle timeout is closed here.
+        let stale = stack
+            .iter()
+            .take_while(|i| i.since.elapsed() > idle_timeout)
+            .count();
+        stack.drain(..stale);
         if stack.len() < max {
             stack.push(Idle {
                 sender,
@@ -138,13 +151,14 @@ pub(crate) struct Return {
     pub(crate) sender: SendRequest<ReclaimBody>,
     pub(crate) idle: Arc<super::balance::EndpointState>,
     pub(crate) max_idle: usize,
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Return {
     fn release(self) {
         self.idle
             .idle_connections()
-            .push(self.sender, self.max_idle);
+            .push(self.sender, self.max_idle, self.idle_timeout);
     }
 }
 
@@ -230,5 +244,47 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_stack_is_bounded_and_sheds_stale_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accept and hold every connection open.
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                conns.push(s);
+            }
+        });
+        let timeout = Duration::from_secs(5);
+        let idle = IdleConnections::default();
+        for _ in 0..3 {
+            let c = connect(addr, timeout).await.unwrap();
+            idle.push(c, 2, timeout);
+        }
+        assert_eq!(idle.len(), 2, "bounded by max_idle");
+        // Age both, then return a fresh one: the stale ones go.
+        for i in idle.stack.lock().unwrap().iter_mut() {
+            i.since -= Duration::from_secs(10);
+        }
+        let c = connect(addr, timeout).await.unwrap();
+        idle.push(c, 2, timeout);
+        assert_eq!(idle.len(), 1);
+        // A stale one is never checked out.
+        idle.stack.lock().unwrap()[0].since -= Duration::from_secs(10);
+        assert!(idle.checkout(timeout).await.is_none());
+        assert!(idle.is_empty());
+        // A fresh one is, ready for a request.
+        let c = connect(addr, timeout).await.unwrap();
+        idle.push(c, 2, timeout);
+        let mut c = idle.checkout(timeout).await.expect("fresh connection");
+        assert!(c.ready().await.is_ok());
+        held.abort();
     }
 }
