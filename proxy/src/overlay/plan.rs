@@ -204,6 +204,100 @@ fn device_mtu(conf: &NetConf, facts: &UnderlayFacts, local: IpAddr) -> u32 {
     base.saturating_sub(overhead)
 }
 
+/// What differs between this node's IPv4 and IPv6 device: flannel's
+/// names for it and its annotations.
+struct FamilyNames {
+    /// `IPv4` / `IPv6`, for errors.
+    label: &'static str,
+    /// The device name before the VNI.
+    device_prefix: &'static str,
+    /// The annotation carrying the VNI and VTEP MAC.
+    backend_data: &'static str,
+    /// The annotation carrying the public (underlay) address.
+    public_ip: &'static str,
+    /// The annotation that overrides the public address.
+    public_ip_overwrite: &'static str,
+}
+
+const V4: FamilyNames = FamilyNames {
+    label: "IPv4",
+    device_prefix: "flannel.",
+    backend_data: ann::BACKEND_DATA,
+    public_ip: ann::PUBLIC_IP,
+    public_ip_overwrite: ann::PUBLIC_IP_OVERWRITE,
+};
+
+const V6: FamilyNames = FamilyNames {
+    label: "IPv6",
+    device_prefix: "flannel-v6.",
+    backend_data: ann::BACKEND_V6_DATA,
+    public_ip: ann::PUBLIC_IPV6,
+    public_ip_overwrite: ann::PUBLIC_IPV6_OVERWRITE,
+};
+
+/// This node, planning its own device for one family at a time and
+/// collecting the annotations it will publish.
+struct Ours<'a> {
+    me: &'a str,
+    own: &'a Node,
+    conf: &'a NetConf,
+    facts: &'a UnderlayFacts,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Ours<'_> {
+    /// The device of one family for `subnet` inside `network`, tunnelling
+    /// from `local` (the family's underlay address); records the family's
+    /// annotations. The public address is the overwrite annotation (if it
+    /// parses as an address of the family), else `public`, else `local`;
+    /// the MAC the one already announced, else `fresh`.
+    fn device(
+        &mut self,
+        names: &FamilyNames,
+        network: IpNet,
+        subnet: IpNet,
+        local: Option<IpAddr>,
+        public: Option<IpAddr>,
+        fresh: MacAddr,
+    ) -> Result<DeviceSpec, PlanError> {
+        if !network.contains(&subnet) {
+            return Err(PlanError::OutsideNetwork {
+                node: self.me.to_owned(),
+                subnet,
+                network,
+            });
+        }
+        let local = local.ok_or(PlanError::NoUnderlayAddress(names.label))?;
+        let public = annotation(self.own, names.public_ip_overwrite)
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .filter(|a| a.is_ipv4() == local.is_ipv4())
+            .or(public)
+            .unwrap_or(local);
+        let mac = own_mac(self.own, names.backend_data).unwrap_or(fresh);
+        let vni = self.conf.backend.vni;
+        self.annotations.insert(
+            names.backend_data.to_owned(),
+            ann::format_backend_data(vni, mac),
+        );
+        self.annotations
+            .insert(names.public_ip.to_owned(), public.to_string());
+        Ok(DeviceSpec {
+            name: format!("{}{vni}", names.device_prefix),
+            vni,
+            port: (self.conf.backend.port != 0).then_some(self.conf.backend.port),
+            underlay_index: self.facts.index,
+            local,
+            mtu: device_mtu(self.conf, self.facts, local),
+            learning: self.conf.backend.learning,
+            gbp: self.conf.backend.gbp,
+            mac,
+            // The device holds the subnet's network address as a host route.
+            address: IpNet::new(subnet.network(), subnet.max_prefix_len()).unwrap_or(subnet),
+            network,
+        })
+    }
+}
+
 /// Plans the overlay. `nodes` is every Node (ours included).
 pub fn plan(
     me: &str,
@@ -220,92 +314,38 @@ pub fn plan(
         node: me.to_owned(),
         cidr,
     })?;
-    let vni = conf.backend.vni;
-    let device = |name: String, local: IpAddr, mac, address: IpNet, network: IpNet| DeviceSpec {
-        name,
-        vni,
-        port: (conf.backend.port != 0).then_some(conf.backend.port),
-        underlay_index: facts.index,
-        local,
-        mtu: device_mtu(conf, facts, local),
-        learning: conf.backend.learning,
-        gbp: conf.backend.gbp,
-        mac,
-        address,
-        network,
+    let mut ours = Ours {
+        me,
+        own,
+        conf,
+        facts,
+        annotations: BTreeMap::new(),
     };
-    let mut annotations = BTreeMap::new();
     let mut local_v4 = None;
     let mut local_v6 = None;
     let mut dev4 = None;
     let mut dev6 = None;
-
     if let Some(network) = conf.network.filter(|_| conf.enable_ipv4) {
         let subnet = sub4.ok_or_else(|| PlanError::NoPodCidr {
             node: me.to_owned(),
-            family: "IPv4",
+            family: V4.label,
         })?;
-        if !network.contains(&subnet) {
-            return Err(PlanError::OutsideNetwork {
-                node: me.to_owned(),
-                subnet: subnet.into(),
-                network: network.into(),
-            });
-        }
-        let local = facts.local_v4.ok_or(PlanError::NoUnderlayAddress("IPv4"))?;
-        let public = annotation(own, ann::PUBLIC_IP_OVERWRITE)
-            .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            .or(facts.public_ip)
-            .unwrap_or(local);
-        let mac = own_mac(own, ann::BACKEND_DATA).unwrap_or(fresh.v4);
-        let addr = Ipv4Net::new(subnet.network(), 32).unwrap_or(subnet);
-        dev4 = Some(device(
-            format!("flannel.{vni}"),
-            IpAddr::V4(local),
-            mac,
-            addr.into(),
-            network.into(),
-        ));
-        annotations.insert(
-            ann::BACKEND_DATA.to_owned(),
-            ann::format_backend_data(vni, mac),
-        );
-        annotations.insert(ann::PUBLIC_IP.to_owned(), public.to_string());
+        let local = facts.local_v4.map(IpAddr::V4);
+        let public = facts.public_ip.map(IpAddr::V4);
+        dev4 = Some(ours.device(&V4, network.into(), subnet.into(), local, public, fresh.v4)?);
         local_v4 = Some(LocalSubnet { network, subnet });
     }
     if let Some(network) = conf.ipv6_network.filter(|_| conf.enable_ipv6) {
         let subnet = sub6.ok_or_else(|| PlanError::NoPodCidr {
             node: me.to_owned(),
-            family: "IPv6",
+            family: V6.label,
         })?;
-        if !network.contains(&subnet) {
-            return Err(PlanError::OutsideNetwork {
-                node: me.to_owned(),
-                subnet: subnet.into(),
-                network: network.into(),
-            });
-        }
-        let local = facts.local_v6.ok_or(PlanError::NoUnderlayAddress("IPv6"))?;
-        let public = annotation(own, ann::PUBLIC_IPV6_OVERWRITE)
-            .and_then(|s| s.parse::<Ipv6Addr>().ok())
-            .or(facts.public_ipv6)
-            .unwrap_or(local);
-        let mac = own_mac(own, ann::BACKEND_V6_DATA).unwrap_or(fresh.v6);
-        let addr = Ipv6Net::new(subnet.network(), 128).unwrap_or(subnet);
-        dev6 = Some(device(
-            format!("flannel-v6.{vni}"),
-            IpAddr::V6(local),
-            mac,
-            addr.into(),
-            network.into(),
-        ));
-        annotations.insert(
-            ann::BACKEND_V6_DATA.to_owned(),
-            ann::format_backend_data(vni, mac),
-        );
-        annotations.insert(ann::PUBLIC_IPV6.to_owned(), public.to_string());
+        let local = facts.local_v6.map(IpAddr::V6);
+        let public = facts.public_ipv6.map(IpAddr::V6);
+        dev6 = Some(ours.device(&V6, network.into(), subnet.into(), local, public, fresh.v6)?);
         local_v6 = Some(LocalSubnet { network, subnet });
     }
+    let mut annotations = ours.annotations;
     annotations.insert(ann::BACKEND_TYPE.to_owned(), ann::VXLAN.to_owned());
     annotations.insert(ann::KUBE_SUBNET_MANAGER.to_owned(), "true".to_owned());
 
