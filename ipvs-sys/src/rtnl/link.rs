@@ -2,7 +2,7 @@
 
 use super::{ACK, RtnlClient};
 use crate::error::{DecodeError, Error, ErrorKind, Subject};
-use crate::netlink::attr::Attrs;
+use crate::netlink::attr::{Attr, Attrs};
 use crate::netlink::message::{Message, NLM_F_CREATE, NLM_F_EXCL};
 
 const RTM_NEWLINK: u16 = 16;
@@ -11,6 +11,7 @@ const RTM_GETLINK: u16 = 18;
 pub(super) const IFLA_IFNAME: u16 = 3;
 pub(super) const IFLA_LINKINFO: u16 = 18;
 pub(super) const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
 const IFF_UP: u32 = 1;
 /// `IFNAMSIZ`, including the NUL.
 const IFNAMSIZ: usize = 16;
@@ -55,6 +56,18 @@ pub(super) fn check_name(name: &str) -> Result<(), Error> {
 
 /// Decodes an `RTM_NEWLINK` message.
 pub(crate) fn decode_link(msg: &Message<'_>) -> Result<Link, DecodeError> {
+    decode_link_with(msg, |_| Ok(()), |_| {})
+}
+
+/// Decodes the parts of an `RTM_NEWLINK` message every link has (index,
+/// flags, name, kind). Every other top-level attribute goes to `other`,
+/// and the `IFLA_INFO_DATA` nest (the kind's own attributes) to
+/// `info_data`, for decoders of richer link types.
+pub(super) fn decode_link_with<'a>(
+    msg: &Message<'a>,
+    mut other: impl FnMut(&Attr<'a>) -> Result<(), DecodeError>,
+    mut info_data: impl FnMut(Attrs<'a>),
+) -> Result<Link, DecodeError> {
     let p = msg.payload;
     if p.len() < IFINFOMSG_LEN {
         return Err(DecodeError::new(
@@ -76,12 +89,14 @@ pub(crate) fn decode_link(msg: &Message<'_>) -> Result<Link, DecodeError> {
             IFLA_LINKINFO => {
                 for i in a.nested() {
                     let i = i?;
-                    if i.ty == IFLA_INFO_KIND {
-                        link.kind = Some(i.cstr()?.to_owned());
+                    match i.ty {
+                        IFLA_INFO_KIND => link.kind = Some(i.cstr()?.to_owned()),
+                        IFLA_INFO_DATA => info_data(i.nested()),
+                        _ => {}
                     }
                 }
             }
-            _ => {}
+            _ => other(&a)?,
         }
     }
     Ok(link)

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::link::{
-    IFINFOMSG_LEN, IFLA_IFNAME, IFLA_INFO_KIND, IFLA_LINKINFO, check_name, ifinfomsg,
+    IFLA_IFNAME, IFLA_INFO_KIND, IFLA_LINKINFO, check_name, decode_link_with, ifinfomsg,
 };
 use super::neigh::ip_from;
 use super::{ACK, RtnlClient};
@@ -31,7 +31,6 @@ const IFLA_VXLAN_PORT: u16 = 15;
 const IFLA_VXLAN_LOCAL6: u16 = 17;
 /// A flag attribute: present (empty) when Group Based Policy is on.
 const IFLA_VXLAN_GBP: u16 = 23;
-const IFF_UP: u32 = 1;
 
 /// The tunnel parameters of a VXLAN link (what decides whether an existing
 /// link can be kept).
@@ -115,47 +114,32 @@ fn decode_vxlan_data(data: Attrs<'_>) -> Result<VxlanConfig, DecodeError> {
 
 /// Decodes an `RTM_NEWLINK` message with its MAC, MTU and VXLAN data.
 pub(crate) fn decode_vxlan_link(msg: &Message<'_>) -> Result<VxlanLink, DecodeError> {
-    let p = msg.payload;
-    if p.len() < IFINFOMSG_LEN {
-        return Err(DecodeError::new(
-            "link message shorter than struct ifinfomsg",
-        ));
-    }
-    let index = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
-    let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
-    let mut link = VxlanLink {
-        index,
-        name: String::new(),
-        kind: None,
-        up: flags & IFF_UP != 0,
-        mac: None,
-        mtu: None,
-        vxlan: None,
-    };
-    let mut data = None;
-    for a in Attrs::new(&p[IFINFOMSG_LEN..]) {
-        let a = a?;
-        match a.ty {
-            IFLA_IFNAME => link.name = a.cstr()?.to_owned(),
-            IFLA_ADDRESS => link.mac = a.payload.try_into().ok(),
-            IFLA_MTU => link.mtu = Some(a.u32()?),
-            IFLA_LINKINFO => {
-                for i in a.nested() {
-                    let i = i?;
-                    match i.ty {
-                        IFLA_INFO_KIND => link.kind = Some(i.cstr()?.to_owned()),
-                        IFLA_INFO_DATA => data = Some(i.nested()),
-                        _ => {}
-                    }
-                }
+    let (mut mac, mut mtu, mut data) = (None, None, None);
+    let link = decode_link_with(
+        msg,
+        |a| {
+            match a.ty {
+                IFLA_ADDRESS => mac = a.payload.try_into().ok(),
+                IFLA_MTU => mtu = Some(a.u32()?),
+                _ => {}
             }
-            _ => {}
-        }
-    }
-    if link.kind.as_deref() == Some("vxlan") {
-        link.vxlan = Some(decode_vxlan_data(data.unwrap_or_else(|| Attrs::new(&[])))?);
-    }
-    Ok(link)
+            Ok(())
+        },
+        |d| data = Some(d),
+    )?;
+    let vxlan = match link.kind.as_deref() {
+        Some("vxlan") => Some(decode_vxlan_data(data.unwrap_or_else(|| Attrs::new(&[])))?),
+        _ => None,
+    };
+    Ok(VxlanLink {
+        index: link.index,
+        name: link.name,
+        kind: link.kind,
+        up: link.up,
+        mac,
+        mtu,
+        vxlan,
+    })
 }
 
 fn write_vxlan(w: &mut AttrWriter<'_>, spec: &VxlanSpec) {
