@@ -16,6 +16,9 @@ use sluice_ingress::routes::PortRef;
 use sluice_tests::fake_api::FakeApiServer;
 use tokio::sync::{mpsc, watch};
 
+mod e2e_api;
+use e2e_api::lb_ips;
+
 fn ingress(name: &str, class: &str, host: &str, service: &str) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
@@ -62,17 +65,6 @@ async fn wait_update(
         Ok(Ok(u)) => u.clone().unwrap(),
         _ => panic!("timed out waiting for {what}"),
     }
-}
-
-fn lb_ips(api: &FakeApiServer, name: &str) -> Vec<String> {
-    let ing: Ingress = api.get(Some("default"), name).unwrap();
-    ing.status
-        .and_then(|s| s.load_balancer)
-        .and_then(|lb| lb.ingress)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|e| e.ip)
-        .collect()
 }
 
 #[tokio::test]
