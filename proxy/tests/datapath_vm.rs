@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_tests::netns::{ask_from, client, echo_server, pod, pod_ipv6, sh};
@@ -143,17 +143,11 @@ impl Drop for Proxy {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}\nipvsadm:\n{}",
-            sh("ipvsadm -Sn")
-        );
-        // Each poll spawns tools; under TCG they compete with the proxy.
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    // Each poll spawns tools; under TCG they compete with the proxy.
+    sluice_tests::wait::wait_until(what, limit, Duration::from_millis(250), cond, || {
+        format!("\nipvsadm:\n{}", sh("ipvsadm -Sn"))
+    });
 }
 
 /// Waits until `ipvsadm -Sn` has every line, each `set` holds its entry and

@@ -6,7 +6,7 @@
 //! chains.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_tests::netns::sh;
 
@@ -71,15 +71,8 @@ fn start_proxy() -> Child {
         .expect("start sluice-proxy")
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    sluice_tests::wait::wait_until(what, limit, Duration::from_millis(100), cond, String::new);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_tests::netns::{ask, echo_server, pod, sh, spawn_in_netns};
 
@@ -69,15 +69,8 @@ fn stop(mut p: Child) {
     let _ = p.wait();
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    sluice_tests::wait::wait_until(what, limit, Duration::from_millis(100), cond, String::new);
 }
 
 fn http_get(path: &str, port: u16) -> String {

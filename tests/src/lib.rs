@@ -14,3 +14,4 @@ pub mod fake_api;
 pub mod netns;
 pub mod readme;
 pub mod vm;
+pub mod wait;
