@@ -1258,6 +1258,12 @@ impl Netns {
         run(&["ip", "netns", "add", &name]);
         let ns = Self { name };
         ns.sh("ip link set lo up");
+        // Links created here from now on (veth peers moved elsewhere
+        // included) skip IPv6 duplicate address detection, link-local
+        // addresses too: while those are tentative, the first SYNs through
+        // a fresh path can be lost, and a connect waits for the 1 s and
+        // 3 s retransmissions.
+        ns.sh("sysctl -qw net.ipv6.conf.default.accept_dad=0");
         ns
     }
 
@@ -1994,7 +2000,6 @@ struct Pair {
 fn pair(family: AddressFamily) -> Pair {
     let client = Netns::new("cl");
     let node = Netns::new("nd");
-    no_dad(&node);
     node.sh(&format!(
         "ip link add vn type veth peer name vc netns {}",
         client.name
@@ -2014,14 +2019,6 @@ fn pair(family: AddressFamily) -> Pair {
         client.sh("ip -6 route add default via fd00:1::1");
     }
     Pair { client, node }
-}
-
-/// Links created in `ns` from now on (veth peers moved elsewhere
-/// included) skip IPv6 duplicate address detection, link-local addresses
-/// too: while those are tentative, the first SYNs through a fresh path can
-/// be lost and the connection waits for the 1 s and 3 s retransmissions.
-fn no_dad(ns: &Netns) {
-    ns.sh("sysctl -qw net.ipv6.conf.default.accept_dad=0");
 }
 
 fn connect(ns: &Netns, to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -2093,7 +2090,6 @@ fn ipvs_filter_rejects_new_connections_to_vips_off_service_ports_ipv6() {
 fn masquerade_case(family: AddressFamily) {
     let p = pair(family);
     let server = Netns::new("sv");
-    no_dad(&p.node);
     p.node.sh(&format!(
         "ip link add vs type veth peer name vv netns {}",
         server.name
