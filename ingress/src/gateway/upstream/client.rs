@@ -162,7 +162,7 @@ impl Clients {
             .map_err(|e| AttemptError::Request(Box::new(e)))?;
         let ret = h1_pool::Return {
             sender,
-            idle: ep.clone(),
+            endpoint: ep.clone(),
             max_idle: self.cfg.pool_max_idle_per_endpoint,
             idle_timeout: self.cfg.pool_idle_timeout,
         };

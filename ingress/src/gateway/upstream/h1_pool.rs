@@ -149,14 +149,14 @@ pub(crate) async fn connect(
 /// Where a connection goes back when its response has been read.
 pub(crate) struct Return {
     pub(crate) sender: SendRequest<ReclaimBody>,
-    pub(crate) idle: Arc<super::balance::EndpointState>,
+    pub(crate) endpoint: Arc<super::balance::EndpointState>,
     pub(crate) max_idle: usize,
     pub(crate) idle_timeout: Duration,
 }
 
 impl Return {
     fn release(self) {
-        self.idle
+        self.endpoint
             .idle_connections()
             .push(self.sender, self.max_idle, self.idle_timeout);
     }
