@@ -271,3 +271,62 @@ async fn compaction_makes_old_resource_versions_gone_and_the_api_server_restarts
     };
     assert_eq!(err, 410, "a watch from a compacted resourceVersion is Gone");
 }
+
+#[test]
+fn in_the_ipvs_vm() {
+    cluster::run_guest_tests("guest_");
+}
+
+/// A node agent inside the IPVS VM: its pods are namespaces of the VM,
+/// reachable from the VM, published by the host's controllers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the IPVS VM"]
+async fn guest_a_node_in_the_vm_runs_pods_the_host_cluster_publishes() {
+    sluice_tests::vm::assert_in_vm();
+    let c = cluster::shared();
+    assert!(c.is_remote());
+    let node = NodeAgent::start(c, "vm-node").unwrap();
+    c.apply_yaml(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: vmsmoke}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo, namespace: vmsmoke, labels: {{app: echo}}}}
+spec:
+  nodeName: {}
+  containers:
+  - name: echo
+    image: sluice.dev/echo
+    ports: [{{containerPort: 8080}}]
+"#,
+        node.name()
+    ))
+    .unwrap();
+    let client = c.client().await;
+    let pods: Api<Pod> = Api::namespaced(client, "vmsmoke");
+    let ip = wait_for(
+        "the pod running with an address",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get("echo").await.ok()?;
+            let st = p.status?;
+            (st.phase.as_deref() == Some("Running")).then_some(st.pod_ip?)
+        },
+    )
+    .await;
+    let body = wait_for(
+        "the pod answering inside the VM",
+        Duration::from_secs(30),
+        || async { get(&ip, "/from-the-vm") },
+    )
+    .await;
+    assert_eq!(body["pod"], "echo");
+    // The host's control endpoint restarts the API server on request.
+    c.restart_component(Component::ApiServer).unwrap();
+    let client = c.client().await;
+    let pods: Api<Pod> = Api::namespaced(client, "vmsmoke");
+    assert!(pods.get("echo").await.is_ok());
+}

@@ -230,6 +230,35 @@ pub fn available_or_skip(what: &str) -> bool {
     }
 }
 
+/// Runs this test binary's ignored tests matching `filter` inside the IPVS
+/// VM (one boot for the batch, as [`crate::vm::run_guest_tests`]) with the
+/// [`shared`] cluster reachable from inside: the guest gets qemu's user
+/// network, [`REMOTE_ENV`] and the `sluice-testpod` path, so its
+/// [`shared`] is a handle on the host's cluster and its node agents can run
+/// pods in the VM.
+pub fn run_guest_tests(filter: &str) {
+    if crate::vm::in_vm() {
+        return;
+    }
+    if !available_or_skip(&format!(
+        "guest tests matching {filter:?} (control-plane tier)"
+    )) {
+        return;
+    }
+    let cluster = shared();
+    let mut opts = crate::vm::VmOptions::default().host_network(true);
+    opts.env = cluster
+        .vm_env()
+        .unwrap_or_else(|e| panic!("passing the cluster to the VM: {e}"));
+    match crate::node_agent::registry::testpod_binary() {
+        Ok(p) => opts
+            .env
+            .push(("SLUICE_TESTPOD".into(), p.display().to_string())),
+        Err(e) => panic!("{e}"),
+    }
+    crate::vm::run_guest_tests_with(filter, opts);
+}
+
 /// The cluster shared by every test of this test binary, started on first
 /// use. It lives until the process exits (its processes die with it).
 ///
