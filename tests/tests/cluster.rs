@@ -34,6 +34,7 @@ spec:
     metadata: {{labels: {{app: echo}}}}
     spec:
       terminationGracePeriodSeconds: 30
+      nodeSelector: {{kubernetes.io/hostname: smoke-node}}
       containers:
       - name: echo
         image: sluice.dev/echo:1

@@ -21,9 +21,9 @@
 //!   is killed and deleted with grace 0, as a kubelet does.
 //!
 //! The agent runs on its own thread with its own runtime, so it outlives the
-//! test's runtimes; dropping it stops its pods and removes their namespaces
-//! and the bridge (the Node object stays, NotReady in time, like a node that
-//! was switched off).
+//! test's runtimes; dropping it stops its pods, removes their namespaces and
+//! the bridge, and deletes the Node (so the scheduler stops placing pods on
+//! it; tests share one cluster).
 
 pub mod network;
 mod node;
@@ -103,6 +103,7 @@ pub struct NodeAgent {
     heartbeat: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    admin: PathBuf,
 }
 
 /// What the agent's thread needs.
@@ -174,6 +175,7 @@ impl NodeAgent {
             heartbeat,
             stop,
             thread: Some(thread),
+            admin: cluster.admin_kubeconfig().to_owned(),
         })
     }
 
@@ -205,6 +207,13 @@ impl Drop for NodeAgent {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        crate::cluster::block_on(async move {
+            if let Ok(client) = crate::cluster::client_from(&admin).await {
+                let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+                let _ = nodes.delete(&name, &Default::default()).await;
+            }
+        });
     }
 }
 

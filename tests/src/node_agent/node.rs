@@ -19,6 +19,9 @@ use super::{AgentError, Setup};
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 const LEASE_SECONDS: i32 = 40;
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// After a failed renewal (the API server is away) retry this often, so the
+/// Lease is fresh again within a second of the server coming back.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The agent's main task: register, wait for the podCIDR, then serve pods
 /// and heartbeats until `stop`.
@@ -182,19 +185,24 @@ async fn heartbeats(
     mut on: watch::Receiver<bool>,
 ) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut tick = tokio::time::interval(RENEW_EVERY);
     let mut n: u64 = 0;
+    let mut failing = false;
     loop {
-        tick.tick().await;
+        tokio::time::sleep(if failing { RETRY_EVERY } else { RENEW_EVERY }).await;
         if !*on.borrow_and_update() {
             let _ = on.changed().await;
             continue;
         }
-        if let Err(e) = renew_lease(&client, &name).await {
-            eprintln!("node agent {name}: renewing the Lease: {e}");
+        let was_failing = failing;
+        failing = renew_lease(&client, &name).await.is_err();
+        if failing && !was_failing {
+            eprintln!("node agent {name}: cannot renew the Lease; retrying every second");
         }
         n += 1;
-        if n.is_multiple_of(6)
+        // The Ready condition: every minute, and at once after an outage
+        // (the node lifecycle controller may have marked it Unknown).
+        if !failing
+            && (was_failing || n.is_multiple_of(6))
             && let Err(e) = write_status(&nodes, &name, address).await
         {
             eprintln!("node agent {name}: writing the Node's status: {e}");

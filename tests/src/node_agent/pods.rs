@@ -128,7 +128,19 @@ impl Pods {
                     .max(0);
                 run.begin_termination(Duration::from_secs(grace as u64));
             }
-            Some(_) => {}
+            // Someone else changed the status (the node lifecycle
+            // controller marks pods NotReady when the node's heartbeat
+            // lapses): write ours again, as the kubelet's status manager
+            // does.
+            Some(run) => {
+                if run
+                    .last_sent
+                    .as_ref()
+                    .is_some_and(|v| !reported_matches(&pod, v))
+                {
+                    run.last_sent = None;
+                }
+            }
             None if deleting => self.delete_now(&pod).await,
             None if done => {}
             None => self.start(pod).await,
@@ -416,6 +428,23 @@ fn spawn(
         .stdout(log.try_clone()?)
         .stderr(log);
     process::spawn(cmd)
+}
+
+/// True if the pod's status in the API says what `view` says about
+/// readiness and addresses.
+fn reported_matches(pod: &Pod, view: &PodView) -> bool {
+    let Some(st) = pod.status.as_ref() else {
+        return false;
+    };
+    let ready = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .is_some_and(|c| c.status == "True");
+    let want_ready =
+        !view.finished && !view.containers.is_empty() && view.containers.iter().all(|c| c.ready);
+    ready == want_ready && st.pod_ip.as_deref() == Some(view.pod_ip.to_string().as_str())
 }
 
 fn final_delete(uid: &str) -> DeleteParams {
