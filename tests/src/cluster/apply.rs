@@ -88,7 +88,10 @@ pub async fn apply_all(kubeconfig: &Path, yaml: &str) -> Result<Vec<String>, App
                 format!("{} {name}", types.kind),
             ),
         };
-        let params = PatchParams::apply("sluice-tests").force();
+        // Strict: an unknown or duplicate field is an error, not a warning.
+        let params = PatchParams::apply("sluice-tests")
+            .force()
+            .validation_strict();
         api.patch(&name, &params, &Patch::Apply(&obj))
             .await
             .map_err(|source| ApplyError::Refused {

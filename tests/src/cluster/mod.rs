@@ -29,6 +29,7 @@
 
 mod apply;
 pub mod audit;
+pub mod chart;
 pub mod control;
 pub mod kubeconfig;
 pub mod pki;
