@@ -5,6 +5,7 @@
 //! objects are turned into typed values ([`routes::RouteTable`]) that the
 //! gateway consults directly.
 
+pub mod annotations;
 pub mod controller;
 pub mod gateway;
 pub mod routes;
