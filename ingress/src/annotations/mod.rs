@@ -103,6 +103,16 @@ pub struct IngressPolicy {
 }
 
 impl IngressPolicy {
+    /// The default policy, shared (what routes carry when annotations are
+    /// not read).
+    pub fn shared_default() -> std::sync::Arc<Self> {
+        static DEFAULT: std::sync::OnceLock<std::sync::Arc<IngressPolicy>> =
+            std::sync::OnceLock::new();
+        DEFAULT
+            .get_or_init(|| std::sync::Arc::new(Self::default()))
+            .clone()
+    }
+
     /// Whether the Ingress's routes answer 503.
     pub fn is_denied(&self) -> bool {
         !self.denials.is_empty()
