@@ -102,6 +102,9 @@ pub(crate) struct NginxHost {
     /// The rule whose Ingress's `app-root` applies to the host (the first
     /// location, in nginx order, that has one).
     app_root: Option<usize>,
+    /// The host's first rule (oldest Ingress): ingress-nginx's root
+    /// location to the default backend carries that Ingress's annotations.
+    catch_all: Option<Route>,
 }
 
 /// A regex path nginx would run but the `regex` crate cannot (look-around,
@@ -145,11 +148,14 @@ impl NginxHost {
     /// conflicts already resolved). Rules whose regex cannot be compiled
     /// are left out and returned as errors (by index into `rules`).
     pub(crate) fn build(rules: Vec<NginxRule>, regex_host: bool) -> (Self, Vec<RegexError>) {
-        if regex_host {
+        let catch_all = rules.first().map(|r| r.route.clone());
+        let (mut host, errors) = if regex_host {
             Self::build_regex(rules)
         } else {
             (Self::build_static(rules), Vec::new())
-        }
+        };
+        host.catch_all = catch_all;
+        (host, errors)
     }
 
     fn build_regex(rules: Vec<NginxRule>) -> (Self, Vec<RegexError>) {
@@ -317,6 +323,11 @@ impl NginxHost {
     /// The rule whose `app-root` applies to the host.
     pub(crate) fn app_root(&self) -> Option<&Route> {
         self.app_root.map(|i| &self.routes[i])
+    }
+
+    /// The rule whose policy the host's catch-all location carries.
+    pub(crate) fn catch_all(&self) -> Option<&Route> {
+        self.catch_all.as_ref()
     }
 
     /// Every rule.

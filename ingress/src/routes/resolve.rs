@@ -9,9 +9,11 @@
 //!    ingress-nginx's redirect server does.
 //! 2. `app-root` (server level): the path is `/` → 302 to
 //!    `scheme://<Host header><app-root>`.
-//! 3. Location choice ([`crate::routes::nginx`]): no rule → the default
-//!    backend or 404; nginx's trailing-slash case → 301 to `<path>/` (plus
-//!    the query).
+//! 3. Location choice ([`crate::routes::nginx`]): nginx's trailing-slash
+//!    case → 301 to `<path>/` (plus the query); no rule → the host's root
+//!    location, which in ingress-nginx carries the annotations of the
+//!    host's first Ingress: steps 4–8 apply with them, then the default
+//!    backend or 404.
 //! 4. A denied route (fail closed, or an access-control value
 //!    ingress-nginx could not use) → 503.
 //! 5. CORS preflight (`enable-cors`, `OPTIONS`, allowed origin) → 204.
@@ -314,9 +316,18 @@ impl RouteTable {
                 route: Some(route),
             });
         }
-        // 3. Location.
+        // 3. Location. Without one, the host's root location to the default
+        // backend, which carries its first Ingress's annotations (denial,
+        // redirects) in ingress-nginx.
+        let mut catch_all = false;
         let (route, rewrite) = match locations.find(path) {
-            None => return self.unmatched(),
+            None => match locations.catch_all() {
+                Some(route) => {
+                    catch_all = true;
+                    (route, None)
+                }
+                None => return self.unmatched(),
+            },
             Some(NginxMatch::SlashRedirect(route)) => {
                 let own = with_query(format!("{path}/"), query);
                 let location = match host {
@@ -413,7 +424,10 @@ impl RouteTable {
                 route: Some(route),
             });
         }
-        // 9. Forward.
+        // 9. Forward (to the default backend for the catch-all).
+        if catch_all {
+            return self.unmatched();
+        }
         Resolution::Forward(Forward {
             route,
             tls,
