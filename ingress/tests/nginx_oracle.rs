@@ -321,7 +321,7 @@ fn servers(ings: &[TestIngress]) -> Vec<Server> {
                 }
             }
             locs.sort_by(|a, b| b.path.cmp(&a.path));
-            locs.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            locs.sort_by_key(|l| std::cmp::Reverse(l.path.len()));
             let regex = locs.iter().any(|l| l.needs_rewrite() || l.use_regex);
             Server {
                 name: host,
