@@ -8,4 +8,5 @@
 pub mod annotations;
 pub mod controller;
 pub mod gateway;
+pub mod migrate;
 pub mod routes;

@@ -79,6 +79,94 @@ fn parse_http_url(s: &str) -> Result<http::Uri, ValueError> {
     }
 }
 
+/// A part of an `auth-signin` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SigninPart {
+    /// Text.
+    Literal(String),
+    /// `$request_uri`: the path and query as received.
+    RequestUri,
+    /// `$escaped_request_uri`: the same, percent-encoded for a query value.
+    EscapedRequestUri,
+    /// `$scheme` / `$pass_access_scheme`.
+    Scheme,
+    /// `$host`.
+    Host,
+    /// `$http_host` / `$best_http_host`: the Host header as sent.
+    HttpHost,
+}
+
+/// `auth-signin`: where a 401 from the auth service redirects (302). As in
+/// ingress-nginx, without a redirect parameter in the URL one is added:
+/// `<param>=$pass_access_scheme://$http_host$escaped_request_uri`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SigninUrl {
+    /// The parts, redirect parameter included.
+    pub parts: Vec<SigninPart>,
+}
+
+impl SigninUrl {
+    /// Parses the annotation with the redirect parameter `param`.
+    pub fn parse(s: &str, param: &str) -> Result<Self, ValueError> {
+        let s = s.trim();
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let end = rest.find('$').unwrap_or(rest.len());
+            if end > 0 {
+                parts.push(SigninPart::Literal(rest[..end].to_owned()));
+            }
+            rest = &rest[end..];
+            let Some(var) = rest.strip_prefix('$') else {
+                break;
+            };
+            let len = var
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(var.len());
+            parts.push(match &var[..len] {
+                "request_uri" => SigninPart::RequestUri,
+                "escaped_request_uri" => SigninPart::EscapedRequestUri,
+                "scheme" | "pass_access_scheme" => SigninPart::Scheme,
+                "host" => SigninPart::Host,
+                "http_host" | "best_http_host" => SigninPart::HttpHost,
+                other => {
+                    return Err(ValueError::Invalid(format!(
+                        "nginx variable ${other} is not supported"
+                    )));
+                }
+            });
+            rest = &var[len..];
+        }
+        // The URL must hold with the variables filled in.
+        let sample: String = parts
+            .iter()
+            .map(|p| match p {
+                SigninPart::Literal(l) => l.as_str(),
+                SigninPart::Scheme => "https",
+                _ => "x",
+            })
+            .collect();
+        let uri = parse_http_url(&sample)?;
+        let query = uri.query().unwrap_or("");
+        let has_param = query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some(param));
+        if !has_param {
+            let sep = if query.is_empty() && !sample.ends_with('?') {
+                "?"
+            } else {
+                "&"
+            };
+            parts.push(SigninPart::Literal(format!("{sep}{param}=")));
+            parts.push(SigninPart::Scheme);
+            parts.push(SigninPart::Literal("://".into()));
+            parts.push(SigninPart::HttpHost);
+            parts.push(SigninPart::EscapedRequestUri);
+        }
+        Ok(Self { parts })
+    }
+}
+
 /// `auth-url` and its companions: an auth request per request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ExternalAuth {
@@ -87,7 +175,7 @@ pub struct ExternalAuth {
     /// `auth-method` (default GET, nginx's subrequest method).
     pub method: http::Method,
     /// `auth-signin`: where a 401 redirects (302).
-    pub signin: Option<String>,
+    pub signin: Option<SigninUrl>,
     /// `auth-signin-redirect-param` (default `rd`).
     pub signin_redirect_param: String,
     /// `auth-response-headers`: copied from the auth answer upstream.
@@ -280,21 +368,24 @@ fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
     } else {
         Vec::new()
     };
+    let signin_redirect_param = r.get_or("auth-signin-redirect-param", "rd".to_owned(), |v| {
+        let v = v.trim();
+        if !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            Ok(v.to_owned())
+        } else {
+            Err(ValueError::Invalid("want a query parameter name".into()))
+        }
+    });
     Some(ExternalAuth {
         url,
         method,
-        signin: r.get("auth-signin", |v| parse_http_url(v).map(|u| u.to_string())),
-        signin_redirect_param: r.get_or("auth-signin-redirect-param", "rd".to_owned(), |v| {
-            let v = v.trim();
-            if !v.is_empty()
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                Ok(v.to_owned())
-            } else {
-                Err(ValueError::Invalid("want a query parameter name".into()))
-            }
+        signin: r.get("auth-signin", |v| {
+            SigninUrl::parse(v, &signin_redirect_param)
         }),
+        signin_redirect_param,
         response_headers,
         request_redirect: r.get("auth-request-redirect", text),
         always_set_cookie: r.get_or("auth-always-set-cookie", false, parse_bool),
@@ -339,6 +430,26 @@ mod tests {
         assert_eq!("POST".parse::<AuthMethod>().unwrap().0, http::Method::POST);
         assert!("post".parse::<AuthMethod>().is_err());
         assert_eq!("optional_no_ca".parse(), Ok(VerifyClient::OptionalNoCa));
+    }
+
+    #[test]
+    fn signin_urls() {
+        let s = SigninUrl::parse(
+            "https://auth.example.com/start?rd=$escaped_request_uri",
+            "rd",
+        )
+        .unwrap();
+        assert_eq!(
+            s.parts.last(),
+            Some(&SigninPart::EscapedRequestUri),
+            "rd kept as written"
+        );
+        let s = SigninUrl::parse("https://auth.example.com/start", "rd").unwrap();
+        assert_eq!(s.parts[1], SigninPart::Literal("?rd=".into()), "rd added");
+        let s = SigninUrl::parse("https://a.com/s?x=1", "next").unwrap();
+        assert_eq!(s.parts[1], SigninPart::Literal("&next=".into()));
+        assert!(SigninUrl::parse("https://a.com/s?rd=$arg_x", "rd").is_err());
+        assert!(SigninUrl::parse("/relative", "rd").is_err());
     }
 
     #[test]
