@@ -1058,10 +1058,10 @@ pub fn markdown_table(prefix: &str) -> String {
             if s.refuses() {
                 status.push_str("; **the Ingress is refused (503)**");
             }
-            let default = if s.default.is_empty() {
-                String::new()
-            } else {
-                format!("`{}`", s.default)
+            let default = match s.default {
+                "" => String::new(),
+                d if d.contains(' ') && !d.contains(',') => d.to_owned(),
+                d => format!("`{d}`"),
             };
             out.push_str(&format!(
                 "| {name} | {default} | {status} | {} | {} |\n",

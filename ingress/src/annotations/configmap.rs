@@ -172,6 +172,33 @@ pub const SETTINGS: &[SettingSpec] = &[
     guard("block-referers", "referers refused everywhere"),
 ];
 
+/// [`SETTINGS`] as the Markdown table of
+/// `docs/migrating-from-ingress-nginx.md`, generated so it cannot drift.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| ConfigMap key | ingress-nginx default | sluice-ingress | enforced by | difference or reason |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for s in SETTINGS {
+        let mut status = s.support.label().to_owned();
+        if s.refuses() {
+            status.push_str("; **the Ingresses it covers are refused (503)**");
+        }
+        let default = if s.default.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`", s.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | {default} | {status} | {} | {} |\n",
+            s.key,
+            s.stage.label(),
+            s.note
+        ));
+    }
+    out
+}
+
 /// `hsts*`: the Strict-Transport-Security header on HTTPS answers of hosts
 /// with TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
