@@ -13,6 +13,12 @@
 //!   is probed from its longest element-prefix down to `/`, skipping
 //!   prefixes deeper than the deepest rule of that host. So a lookup is at
 //!   most a handful of hash probes.
+//! * in ingress-nginx mode a host holds its nginx locations instead
+//!   ([`crate::routes::nginx`]): an exact probe, one probe per distinct
+//!   prefix length, one for the trailing-slash 301, or for a regex host one
+//!   linear `RegexSet` pass over the path (regexes compiled at build time,
+//!   never per request). Aliases and www redirects are one more probe each,
+//!   only when the table has any.
 //!
 //! TLS: the table maps hosts (precise or wildcard, from `spec.tls`) to a
 //! [`TlsHost`]: the Secret to serve (SNI picks the certificate, via
