@@ -317,6 +317,9 @@ impl RouteTable {
     /// Routes a request. `host` is the raw Host header or `:authority`
     /// (port, case and a trailing dot are tolerated; pass `""` when there
     /// is none); `path` comes from [`crate::routes::hygiene::normalize`].
+    /// In ingress-nginx mode it answers which rule's location matches (for
+    /// nginx's trailing-slash 301, the `<path>/` rule); what to do with the
+    /// request — redirects, rewrites, denial — is [`RouteTable::resolve`].
     pub fn lookup(&self, host: &str, path: &NormalizedPath) -> Lookup<'_> {
         let mut buf = [0u8; HOST_BUF];
         let host = host::normalize_into(host, &mut buf);
