@@ -104,6 +104,16 @@ struct Flags {
     /// process may run on). 1 runs everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands (without one, the controller and gateway run).
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reports what changes when ingress-nginx's Ingresses move to
+    /// sluice-ingress: per Ingress and annotation (exit 1 if anything).
+    MigrateCheck(sluice_ingress::migrate::cli::MigrateCheckArgs),
 }
 
 /// Access log choice on the command line.
@@ -154,6 +164,9 @@ fn init_logging(format: LogFormat) {
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     init_logging(flags.log_format);
+    if let Some(Command::MigrateCheck(args)) = flags.command {
+        return migrate_check(args);
+    }
     // One worker: the current-thread scheduler, which skips the work
     // stealing machinery (atomics, cross-thread wake-ups) that a single
     // worker cannot use.
@@ -181,6 +194,33 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn migrate_check(args: sluice_ingress::migrate::cli::MigrateCheckArgs) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-ingress: tokio runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    rt.block_on(async {
+        let client = if args.needs_api() {
+            match kube_client(args.kubeconfig.as_ref()).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("sluice-ingress migrate-check: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
+        sluice_ingress::migrate::cli::run(args, client).await
+    })
 }
 
 async fn shutdown_signal() {
