@@ -53,6 +53,10 @@ pub struct NodeConfig {
     pub address: Option<Ipv4Addr>,
     /// Extra labels on the Node.
     pub labels: Vec<(String, String)>,
+    /// Run the node's pods (a bridge and process-backed pods). Off for a
+    /// node whose pod network the test builds itself (the overlay's
+    /// `cni0`): then the agent only registers the Node and keeps it Ready.
+    pub pods: bool,
 }
 
 impl NodeConfig {
@@ -62,6 +66,7 @@ impl NodeConfig {
             name: name.to_owned(),
             address: None,
             labels: Vec::new(),
+            pods: true,
         }
     }
 }

@@ -40,6 +40,14 @@ pub(super) async fn run(
             return;
         }
     };
+    if !setup.config.pods {
+        let _ = ready.send(Ok(cidr));
+        tokio::select! {
+            () = heartbeats(client, name.clone(), setup.address, heartbeat) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        return;
+    }
     let network = match NodeNetwork::create(&name, cidr) {
         Ok(n) => n,
         Err(source) => {
