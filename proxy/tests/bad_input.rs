@@ -324,10 +324,7 @@ async fn bad_input_is_skipped_reported_as_events_and_harms_no_other_service() {
         matches!(&s.admission, sluice_proxy::model::Admission::Accepted(v)
             if v.cluster_ips.iter().any(|ip| ip.to_string() == "10.96.3.30"))
     }) && snap
-        .slices_of(&sluice_proxy::source::ObjectKey {
-            namespace: "default".into(),
-            name: "web".into(),
-        })
+        .slices_of(&sluice_proxy::source::ObjectKey::new("default", "web"))
         .count()
         == 4)
     {

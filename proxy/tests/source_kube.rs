@@ -29,11 +29,8 @@ fn slice(name: &str, svc: &str, ip: &str) -> serde_json::Value {
     })
 }
 
-fn key(name: &str) -> ObjectKey {
-    ObjectKey {
-        namespace: "default".into(),
-        name: name.into(),
-    }
+fn key<K>(name: &str) -> ObjectKey<K> {
+    ObjectKey::new("default", name)
 }
 
 /// Applies events until `cond` holds (or fails after 20 s).

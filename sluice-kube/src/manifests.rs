@@ -264,9 +264,14 @@ pub async fn watch<D: Decoder>(
                 tracing::warn!(file = %e.file.display(), reason = %e.problem, "skipping manifest document");
             }
             for s in &loaded.skipped {
-                tracing::info!(file = %s.file.display(), kind = %s.kind, "skipping manifest document of a kind not handled here");
+                tracing::debug!(file = %s.file.display(), kind = %s.kind, "skipping manifest document of a kind not handled here");
             }
-            tracing::info!(dir = %dir.display(), objects = loaded.objects.len(), "loaded manifests");
+            tracing::info!(
+                dir = %dir.display(),
+                objects = loaded.objects.len(),
+                skipped = loaded.skipped.len(),
+                "loaded manifests (skipped: documents of kinds not handled here)"
+            );
             for ev in replace_events(&decoder, loaded.objects) {
                 if tx.send(ev).await.is_err() {
                     return;

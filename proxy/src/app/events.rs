@@ -9,6 +9,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter as KubeReporter
 
 use crate::model::{Admission, MAX_PROBLEMS_PER_OBJECT, ObjectKind, Problem, quote};
 use crate::source::{ObjectKey, Snapshot};
+use k8s_openapi::api::core::v1::Service;
 
 /// The Event API's limit on `note` (bytes).
 const MAX_NOTE_BYTES: usize = 1024;
@@ -107,7 +108,7 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct OrphanSlices {
     /// Since when, and the problems.
-    by_service: BTreeMap<ObjectKey, (Instant, Vec<Problem>)>,
+    by_service: BTreeMap<ObjectKey<Service>, (Instant, Vec<Problem>)>,
 }
 
 impl OrphanSlices {
@@ -117,7 +118,7 @@ impl OrphanSlices {
     pub fn update<'a>(
         &mut self,
         snap: &Snapshot,
-        keys: impl IntoIterator<Item = &'a ObjectKey>,
+        keys: impl IntoIterator<Item = &'a ObjectKey<Service>>,
         now: Instant,
     ) {
         for key in keys {

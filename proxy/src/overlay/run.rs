@@ -459,7 +459,7 @@ where
 fn apply_event(nodes: &mut BTreeMap<String, Node>, ev: NodeEvent, synced: &mut bool) {
     let name = |n: &Node| n.metadata.name.clone().unwrap_or_default();
     match ev {
-        NodeEvent::Replace(list) => {
+        NodeEvent::Replace((), list) => {
             *nodes = list.into_iter().map(|n| (name(&n), n)).collect();
             *synced = true;
         }
