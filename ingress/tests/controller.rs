@@ -295,3 +295,70 @@ async fn no_status_without_leadership() {
         t.abort();
     }
 }
+
+/// Two different problems with the same reason on one Ingress are two
+/// Warning Events, each with its own message. (A single long-lived
+/// kube-runtime Recorder keys its series without the note: the second
+/// Event only bumped the count of the first, its message lost.)
+#[tokio::test]
+async fn two_problems_on_one_ingress_are_two_events() {
+    let api = FakeApiServer::start().await;
+    api.apply(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "sluice"}, "spec": {"controller": "sluice.dev/ingress-controller"}
+    }));
+    let mut ing = ingress("broken", "sluice", "a.test", "ghost");
+    ing["spec"]["tls"] = json!([{"hosts": ["a.test"], "secretName": "no-such-cert"}]);
+    api.apply(&ing);
+    let client = api.client();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (up_tx, mut up_rx) = watch::channel(None);
+    let tasks = vec![
+        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::api::publish_events(client, up_tx.subscribe())),
+        tokio::spawn(controller::run(
+            ControllerConfig::default(),
+            ev_rx,
+            up_tx,
+            Duration::from_millis(20),
+        )),
+    ];
+    let u = wait_update(&mut up_rx, "first snapshot", |u| {
+        u.computed.issues.len() == 2
+    })
+    .await;
+    let messages: Vec<String> = u
+        .computed
+        .issues
+        .iter()
+        .map(|i| i.message.clone())
+        .collect();
+    let notes = |a: &FakeApiServer| -> Vec<String> {
+        let mut n: Vec<String> = a
+            .events()
+            .iter()
+            .filter(|e| {
+                e["regarding"]["name"] == "broken" || e["involvedObject"]["name"] == "broken"
+            })
+            .filter_map(|e| {
+                e["note"]
+                    .as_str()
+                    .or(e["message"].as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    let visible = api
+        .wait_for(Duration::from_secs(10), |a| notes(a) == messages)
+        .await;
+    assert!(
+        visible,
+        "want one Event per problem {messages:?}, got {:?}",
+        notes(&api)
+    );
+    for t in tasks {
+        t.abort();
+    }
+}

@@ -222,7 +222,7 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
 }
 
 fn load(certs: &mut CertStore, secret: &Secret) -> Result<(), String> {
-    let key = ObjectKey::of(&secret.metadata);
+    let key = ObjectKey::<Secret>::of(&secret.metadata);
     if let Some(t) = secret.type_.as_deref().filter(|t| *t != TLS_SECRET_TYPE) {
         return Err(format!(
             "secret {key} has type {t:?}, not {TLS_SECRET_TYPE:?}"
