@@ -4,16 +4,15 @@
 //! `externalTrafficPolicy: Local` Services.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+pub use sluice_kube::admin::serve;
+use sluice_kube::admin::{AdminResponse, METRICS_CONTENT_TYPE, not_found, response};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -115,87 +114,30 @@ impl ProxyHealth {
     }
 }
 
-fn response(
-    status: StatusCode,
-    content_type: &str,
-    body: String,
-    extra: Option<(&str, String)>,
-) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(status)
-        .header("Content-Type", content_type)
-        .header("X-Content-Type-Options", "nosniff");
-    if let Some((k, v)) = extra {
-        b = b.header(k, v);
-    }
-    b.body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-/// Serves HTTP/1.1 on `listener` with `handler` until the task is aborted.
-pub async fn serve<F>(listener: TcpListener, handler: F)
-where
-    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
-{
-    let handler = Arc::new(handler);
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let resp = handler(&req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            // Title-case header names, as Go's net/http (kube-proxy) sends them.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .title_case_headers(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
 /// The `/healthz` + `/livez` handler (and `/metrics` when the metrics and
 /// health addresses are the same).
 pub fn health_handler(
     health: Arc<ProxyHealth>,
     metrics: Option<Arc<Metrics>>,
-) -> impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static {
+) -> impl Fn(&Request<Incoming>) -> AdminResponse + Send + Sync + 'static {
     move |req| {
         if req.uri().path() == "/metrics"
             && let Some(m) = &metrics
         {
-            return response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                m.render(),
-                None,
-            );
+            return response(StatusCode::OK, METRICS_CONTENT_TYPE, m.render(), &[]);
         }
         let (status, body) = health.answer(req.uri().path());
-        response(status, "application/json", body, None)
+        response(status, "application/json", body, &[])
     }
 }
 
 /// The `/metrics` handler.
 pub fn metrics_handler(
     metrics: Arc<Metrics>,
-) -> impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static {
+) -> impl Fn(&Request<Incoming>) -> AdminResponse + Send + Sync + 'static {
     move |req| match req.uri().path() {
-        "/metrics" => response(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics.render(),
-            None,
-        ),
-        _ => response(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "404 page not found\n".into(),
-            None,
-        ),
+        "/metrics" => response(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render(), &[]),
+        _ => not_found(),
     }
 }
 
@@ -275,7 +217,7 @@ impl HealthCheckServers {
                     status,
                     "application/json",
                     body,
-                    Some(("X-Load-Balancing-Endpoint-Weight", n.to_string())),
+                    &[("X-Load-Balancing-Endpoint-Weight", n.to_string())],
                 )
             }));
             self.servers.insert(

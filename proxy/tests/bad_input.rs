@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ipvs_sys::ServiceKey;
 use serde_json::{Value, json};
 use sluice_proxy::app::Planning;
-use sluice_proxy::app::events::{ORPHAN_GRACE, OrphanSlices, ProblemLog, Reporter};
+use sluice_proxy::app::events::{ORPHAN_GRACE, OrphanSlices, ProblemLog, publisher};
 use sluice_proxy::plan::{DesiredState, NodeFacts, PlannerConfig};
 use sluice_proxy::source::{Dirty, Snapshot, SourceEvent};
 use sluice_tests::fake_api::FakeApiServer;
@@ -181,7 +181,7 @@ async fn bad_input_is_skipped_reported_as_events_and_harms_no_other_service() {
     let mut planning = Planning::default();
     let mut orphans = OrphanSlices::default();
     let mut log = ProblemLog::default();
-    let reporter = Reporter::new(api.client(), "node-1");
+    let reporter = publisher(api.client(), "node-1");
     planning.update(&snap, &dirty, facts.clone(), &cfg);
     orphans.update(&snap, &dirty.services, Instant::now());
     assert_eq!(

@@ -26,11 +26,7 @@ use crate::source::{Dirty, Kind, Snapshot, SourceEvent};
 
 /// This node's name: `--hostname-override`, else the kernel's hostname.
 pub fn node_name(cfg: &ProxyConfig) -> String {
-    cfg.hostname_override.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_lowercase())
-            .unwrap_or_default()
-    })
+    sluice_kube::client::node_name(cfg.hostname_override.as_deref())
 }
 
 fn planner_config(cfg: &ProxyConfig) -> PlannerConfig {
@@ -140,19 +136,9 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             None
         }
         None => {
-            let client = match &cfg.kubeconfig {
-                Some(path) => {
-                    let kc = kube::config::Kubeconfig::read_from(path)
-                        .map_err(|e| format!("kubeconfig: {e}"))?;
-                    let c = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                        .await
-                        .map_err(|e| format!("kubeconfig: {e}"))?;
-                    kube::Client::try_from(c).map_err(|e| e.to_string())?
-                }
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| format!("API client: {e}"))?,
-            };
+            let client = sluice_kube::client::client(&cfg.api)
+                .await
+                .map_err(|e| e.to_string())?;
             tokio::spawn(crate::source::kube::run(
                 client.clone(),
                 node.clone(),
@@ -160,7 +146,7 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
                 tx,
             ));
             api_client = Some(client.clone());
-            Some(events::Reporter::new(client, &node))
+            Some(events::publisher(client, &node))
         }
     };
     // The overlay is additive: its own task beside the proxy loop.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
+use sluice_kube::events::{EventPublisher, Reported, WarningEvents};
 use tokio::sync::mpsc;
 
 use super::cni;
@@ -23,7 +23,7 @@ use super::masq::{Masq, MasqSpec};
 use super::model::{DesiredOverlay, DeviceSpec, DeviceState, RemoteNode};
 use super::nodes::NodeEvent;
 use super::plan::{self, FreshMacs, OverlayPlan, UnderlayFacts};
-use super::status::{publish_skipped, rfc3339_now, status_current, status_patch};
+use super::status::{rfc3339_now, skipped_warning, status_current, status_patch};
 use super::subnet_env::write_atomic;
 use crate::netfilter::CommandRunner;
 
@@ -279,15 +279,9 @@ where
         v4: plan::random_mac(),
         v6: plan::random_mac(),
     };
-    let recorder = client.clone().map(|c| {
-        Recorder::new(
-            c,
-            Reporter {
-                controller: "sluice-proxy".into(),
-                instance: Some(opts.node_name.clone()),
-            },
-        )
-    });
+    let publisher = client
+        .clone()
+        .map(|c| EventPublisher::new(c, "sluice-proxy", Some(opts.node_name.clone())));
     let nodes_api = client.map(Api::<Node>::all);
     let masq = tokio::task::spawn_blocking(move || Masq::new(runner))
         .await
@@ -314,7 +308,8 @@ where
     let mut patch_pending = false;
     let mut hold_until: Option<Instant> = None;
     let mut last_error: Option<String> = None;
-    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut logged: Reported<(String, String)> = Reported::default();
+    let mut warning_events = WarningEvents::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(node = %opts.node_name, vni = opts.conf.backend.vni, "overlay started");
@@ -398,13 +393,16 @@ where
             .iter()
             .map(|s| (s.node.clone(), s.reason.clone()))
             .collect();
-        for (node, reason) in current.difference(&reported) {
+        for (node, reason) in logged.pending(&current) {
             tracing::warn!(node = %node, reason = %reason, "overlay: skipped remote node");
-            if let Some(r) = &recorder {
-                publish_skipped(r, node, reason).await;
-            }
         }
-        reported = current;
+        if let Some(publisher) = &publisher {
+            let warnings = current.iter().map(|(n, r)| skipped_warning(n, r)).collect();
+            warning_events.report(&warnings, publisher).await;
+        }
+        for item in current {
+            logged.mark(item);
+        }
 
         // Our annotations and condition, only when they differ.
         let own_current = nodes
