@@ -16,6 +16,7 @@ use sluice_kube::admin::{AdminResponse, METRICS_CONTENT_TYPE, not_found, respons
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::app::SyncError;
 use crate::metrics::Metrics;
 use crate::plan::HealthCheck;
 
@@ -171,7 +172,7 @@ impl HealthCheckServers {
 
     /// Starts, updates and stops servers to match `desired`. A port that
     /// cannot be bound is reported and retried on the next sync.
-    pub async fn sync(&mut self, desired: &BTreeMap<u16, HealthCheck>) -> Vec<String> {
+    pub async fn sync(&mut self, desired: &BTreeMap<u16, HealthCheck>) -> Vec<SyncError> {
         let mut problems = Vec::new();
         self.servers.retain(|port, s| {
             let keep = desired
@@ -189,11 +190,13 @@ impl HealthCheckServers {
             }
             let listener = match TcpListener::bind(SocketAddr::new(self.bind_ip, *port)).await {
                 Ok(l) => l,
-                Err(e) => {
-                    problems.push(format!(
-                        "health check port {port} for {}/{}: {e}",
-                        hc.namespace, hc.name
-                    ));
+                Err(source) => {
+                    problems.push(SyncError::HealthCheck {
+                        port: *port,
+                        namespace: hc.namespace.clone(),
+                        name: hc.name.clone(),
+                        source,
+                    });
                     continue;
                 }
             };
@@ -299,6 +302,48 @@ mod tests {
                 .contains("kubeproxy_sync_proxy_rules_duration_seconds")
         );
         assert_eq!(get(port, "/nope").await.0, 404);
+        task.abort();
+    }
+
+    /// A sync step that fails is counted by step in
+    /// `kubeproxy_sluice_sync_failures_total`, read back from `/metrics`:
+    /// here a healthCheckNodePort that another socket already holds.
+    #[tokio::test]
+    async fn failed_sync_steps_are_counted_by_step() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let health = Arc::new(ProxyHealth::new(Duration::from_secs(60)));
+        let mut hcs = HealthCheckServers::new("127.0.0.1".parse().unwrap(), health.clone());
+        let desired = BTreeMap::from([(
+            port,
+            HealthCheck {
+                namespace: "shop".into(),
+                name: "web".into(),
+                local_endpoints: 1,
+            },
+        )]);
+        let metrics = Arc::new(Metrics::new());
+        for _ in 0..2 {
+            let errors = hcs.sync(&desired).await;
+            assert_eq!(errors.len(), 1);
+            assert!(
+                errors[0]
+                    .to_string()
+                    .starts_with(&format!("health check port {port} for shop/web: ")),
+                "{}",
+                errors[0]
+            );
+            metrics.sync_failed(&errors);
+        }
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(serve(l, metrics_handler(metrics)));
+        let (status, _, body) = get(metrics_port, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("kubeproxy_sluice_sync_failures_total{step=\"health_check\"} 2"),
+            "{body}"
+        );
         task.abort();
     }
 
