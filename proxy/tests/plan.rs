@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice_proxy::model::{
     Admission, EndpointSliceView, IgnoreReason, ObjectKind, Problem, ServiceView,
 };
-use sluice_proxy::netfilter::SetEntry;
+use sluice_proxy::plan::SetEntry;
 use sluice_proxy::plan::{
     DesiredState, FullPlan, Limits, NodeFacts, NodePortAddresses, PlannerConfig, ServicePlan,
     node_pod_cidrs, plan, plan_service, plan_views,

@@ -25,7 +25,7 @@ pub use planning::{Planning, Replanned};
 pub use schedule::{Decision, Inputs, Schedule};
 pub use worker::EngineWorker;
 
-use crate::config::{DetectLocal, NodePortAddresses, ProxyConfig};
+use crate::config::{DetectLocal, ProxyConfig};
 use crate::health::{HealthCheckServers, ProxyHealth, health_handler, metrics_handler, serve};
 use crate::metrics::Metrics;
 use crate::netfilter::LocalDetector;
@@ -43,11 +43,7 @@ fn planner_config(cfg: &ProxyConfig) -> PlannerConfig {
         scheduler: cfg.scheduler.clone(),
         masquerade_all: cfg.masquerade_all,
         cluster_cidrs: cfg.cluster_cidrs.clone(),
-        node_port_addresses: match &cfg.node_port_addresses {
-            NodePortAddresses::All => plan::NodePortAddresses::All,
-            NodePortAddresses::Primary => plan::NodePortAddresses::Primary,
-            NodePortAddresses::Cidrs(c) => plan::NodePortAddresses::Cidrs(c.clone()),
-        },
+        node_port_addresses: cfg.node_port_addresses.clone(),
         service_proxy_name: cfg.service_proxy_name.clone(),
         ..PlannerConfig::default()
     }

@@ -24,10 +24,9 @@ use std::sync::Arc;
 use ipvs_sys::ServiceKey;
 
 use crate::model::{Admission, Problem};
-use crate::netfilter::{SetEntry, SetName};
 use crate::plan::{
     DesiredState, Frontend, HealthCheck, LbOutFilter, NodeFacts, PlannerConfig, ServicePlan,
-    VirtualServer, plan_service, sort_problems,
+    SetEntry, SetName, VirtualServer, plan_service, sort_problems,
 };
 use crate::source::{Dirty, ObjectKey, Snapshot};
 use k8s_openapi::api::core::v1::Service;

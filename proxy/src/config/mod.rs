@@ -19,17 +19,8 @@ pub use duration::parse_go_duration;
 pub use file::KubeProxyConfiguration;
 pub use flags::Flags;
 
-/// Where NodePorts are served.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum NodePortAddresses {
-    /// Every local address except loopback and kube-ipvs0's (the default).
-    #[default]
-    All,
-    /// The node's primary addresses (from the Node object).
-    Primary,
-    /// Local addresses inside these CIDRs (loopback always excluded).
-    Cidrs(Vec<IpNet>),
-}
+/// Where NodePorts are served (`--nodeport-addresses`): the planner's type.
+pub use crate::plan::NodePortAddresses;
 
 /// How traffic from local pods is recognised (`detectLocalMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -20,9 +20,10 @@ use ipnet::IpNet;
 use ipvs_sys::Protocol;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-pub use problem::*;
-pub use service::*;
-pub use slice::*;
+pub(crate) use problem::ProblemSink;
+pub use problem::{MAX_PROBLEMS_PER_OBJECT, ObjectKind, Problem};
+pub use service::{DEFAULT_AFFINITY_TIMEOUT, MAX_AFFINITY_TIMEOUT, ServicePortView, ServiceView};
+pub use slice::{EndpointSliceView, EndpointView, SlicePortView};
 
 /// Label naming the service proxy that should handle a Service (and is
 /// copied onto its EndpointSlices). kube-proxy skips every object that has
