@@ -14,31 +14,26 @@ use sluice_ingress::controller::{self, ControllerConfig, ObjectKey, Update};
 use sluice_ingress::gateway::ServiceKey;
 use sluice_ingress::routes::PortRef;
 use sluice_tests::fake_api::FakeApiServer;
+use sluice_tests::fixtures;
 use tokio::sync::{mpsc, watch};
 
 mod e2e_api;
 use e2e_api::lb_ips;
 
 fn ingress(name: &str, class: &str, host: &str, service: &str) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": service, "port": {"name": "http"}}}
-        }]}}]}
-    })
+    let rule = fixtures::ingress_rule(host, "/", service, json!({"name": "http"}));
+    let spec = json!({"ingressClassName": class, "rules": [rule]});
+    fixtures::ingress("default", name, spec, json!({}))
 }
 
 fn slice(ip: &str) -> Value {
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-1", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]
-    })
+    fixtures::endpoint_slice(
+        "default",
+        "web-1",
+        "web",
+        fixtures::ready_endpoints(&[ip]),
+        json!({}),
+    )
 }
 
 fn addrs(u: &Update) -> Vec<String> {

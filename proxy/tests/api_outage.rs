@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use sluice_tests::fake_api::FakeApiServer;
+use sluice_tests::fixtures;
 use sluice_tests::netns::{ask_from, echo_server, pod, sh};
 
 #[test]
@@ -29,27 +30,15 @@ fn api_outage_in_the_ipvs_vm() {
 }
 
 fn service(name: &str, ip: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
-                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
-    })
+    fixtures::service("default", name, ip, json!({}))
 }
 
 fn slice(name: &str, svc: &str, ips: &[&str]) -> Value {
-    let eps: Vec<Value> = ips
+    let eps = ips
         .iter()
-        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": "node-1"}))
+        .map(|ip| fixtures::endpoint(ip, json!({"nodeName": "node-1"})))
         .collect();
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "endpoints": eps,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
-    })
+    fixtures::endpoint_slice("default", name, svc, eps, json!({}))
 }
 
 struct Proxy(Child);
@@ -63,18 +52,7 @@ impl Drop for Proxy {
 }
 
 fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    fixtures::http_get(("127.0.0.1", port), path).unwrap_or_default()
 }
 
 /// A sample from `/metrics` (the value after the name), or NaN.

@@ -16,31 +16,21 @@ use sluice_proxy::app::events::{ORPHAN_GRACE, OrphanSlices, ProblemLog, publishe
 use sluice_proxy::plan::{DesiredState, NodeFacts, PlannerConfig};
 use sluice_proxy::source::{Dirty, Snapshot, SourceEvent};
 use sluice_tests::fake_api::FakeApiServer;
+use sluice_tests::fixtures;
 use tokio::sync::mpsc;
 
 fn service(name: &str, ip: &str, spec: Value) -> Value {
-    let mut s = json!({
-        "type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
-        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
-    });
-    for (k, v) in spec.as_object().unwrap() {
-        s[k] = v.clone();
-    }
-    json!({"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": name, "namespace": "default"}, "spec": s})
+    fixtures::service("default", name, ip, json!({ "spec": spec }))
 }
 
 fn slice(name: &str, svc: &str, ips: &[String]) -> Value {
-    let eps: Vec<Value> = ips
-        .iter()
-        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
-        .collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": name, "namespace": "default",
-                        "labels": {"kubernetes.io/service-name": svc}},
-           "addressType": "IPv4",
-           "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-           "endpoints": eps})
+    fixtures::endpoint_slice(
+        "default",
+        name,
+        svc,
+        fixtures::ready_endpoints(ips),
+        json!({}),
+    )
 }
 
 fn ips(list: &[&str]) -> Vec<String> {

@@ -155,11 +155,11 @@ fn fixture(name: &str) -> Value {
 }
 
 fn node(name: &str, cidr: &str, annotations: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-    })
+    sluice_tests::fixtures::node(
+        name,
+        json!({"metadata": {"annotations": annotations},
+               "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}),
+    )
 }
 
 fn flannel(name: &str, cidr: &str, ip: &str, mac: &str) -> Value {

@@ -7,9 +7,13 @@
 //! * [`readme`]: the README's flag tables checked against `--help`.
 //! * `fake_api` (feature `fake-api`, on by default): a fake Kubernetes API
 //!   server with list/watch semantics for the real kube-rs client.
+//! * `fixtures` (feature `fixtures`, on by default): Service, EndpointSlice,
+//!   Node and Ingress builders, an HTTP GET, a test CA.
 
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 
 pub mod netns;
 pub mod readme;
