@@ -143,21 +143,9 @@ fn parse_secret_ref(s: &str) -> Result<SecretRef, String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
-    init_logging(flags.log_format);
+    sluice_kube::logging::init(flags.log_format == LogFormat::Json);
     // One worker: the current-thread scheduler, which skips the work
     // stealing machinery (atomics, cross-thread wake-ups) that a single
     // worker cannot use.

@@ -254,17 +254,9 @@ mod tests {
     use super::*;
 
     async fn get(port: u16, path: &str) -> (u16, String, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let out = sluice_tests::fixtures::http_get_async(("127.0.0.1", port), path)
             .await
             .unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
         let status: u16 = out[9..12].parse().unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         (status, head.to_owned(), body.to_owned())

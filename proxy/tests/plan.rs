@@ -22,9 +22,6 @@ use sluice_proxy::plan::{
 
 // ---------------------------------------------------------------- fixtures
 
-/// RFC 7386 JSON merge patch: objects merge, everything else replaces,
-/// `null` deletes.
-
 /// A ClusterIP Service `default/<name>` on 10.96.0.10, port "http" 80/TCP,
 /// with `patch` applied.
 fn svc(name: &str, patch: Value) -> Value {

@@ -90,22 +90,12 @@ pub fn metrics(registry: &Registry) -> AdminResponse {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
     async fn get(port: u16, path: &str) -> String {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        sluice_tests::fixtures::http_get_async(("127.0.0.1", port), path)
             .await
-            .unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+            .unwrap()
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 //!   backs off when file descriptors run out ([`accept`]);
 //! * [`events`]: Warning Events, one per distinct problem, none lost;
 //! * [`endpoint_slice`]: EndpointSlices read with the API's semantics;
+//! * [`logging`]: the log subscriber both binaries install;
 //! * [`ip`]: IP addresses parsed as kube-proxy parses them; [`text`]:
 //!   untrusted text quoted in messages.
 
@@ -24,6 +25,7 @@ pub mod endpoint_slice;
 pub mod events;
 pub mod ip;
 pub mod key;
+pub mod logging;
 pub mod manifests;
 pub mod source;
 pub mod text;

@@ -30,6 +30,25 @@ use pin_project_lite::pin_project;
 
 use crate::source::{SourceEvent, Watched};
 
+/// A kube-runtime watcher on `api` with `config` and the default backoff,
+/// as source events of `kind` (each object converted by `wrap`).
+pub fn watch<K, T, F>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    kind: T::Kind,
+    wrap: F,
+) -> SourceEvents<impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send, T, F>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    T: Watched,
+    F: FnMut(K) -> T,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher(api, config)
+        .default_backoff()
+        .source_events(kind, wrap)
+}
+
 /// Adapts a watcher stream (`Result<watcher::Event<K>, watcher::Error>`).
 pub trait SourceStreamExt<K>: Stream<Item = Result<watcher::Event<K>, watcher::Error>> {
     /// Source events of `kind`, each object converted by `wrap` as it

@@ -130,6 +130,23 @@ pub fn http_get(addr: impl ToSocketAddrs, path: &str) -> std::io::Result<String>
     Ok(out)
 }
 
+/// [`http_get`] from async code: the whole response as text.
+pub async fn http_get_async(
+    addr: impl tokio::net::ToSocketAddrs,
+    path: &str,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    let read = s.read_to_string(&mut out);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok(out)
+}
+
 /// A certificate authority for tests, and leaves it signs.
 pub struct TestCa {
     /// The CA certificate, PEM.

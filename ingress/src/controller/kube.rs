@@ -10,13 +10,10 @@
 //! price of watching every TLS Secret in the cluster rather than only the
 //! referenced ones.
 
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use sluice_kube::SourceStreamExt;
 use sluice_kube::source::send_all;
+use sluice_kube::watch::watch;
 use tokio::sync::mpsc;
 
 use super::compute::TLS_SECRET_TYPE;
@@ -26,21 +23,36 @@ use super::snapshot::{Kind, Object, SourceEvent};
 pub async fn run(client: Client, tx: mpsc::Sender<SourceEvent>) {
     let cfg = watcher::Config::default();
     let secret_cfg = watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}"));
-    let classes = watcher(Api::<IngressClass>::all(client.clone()), cfg.clone())
-        .default_backoff()
-        .source_events(Kind::IngressClass, Object::IngressClass);
-    let ingresses = watcher(Api::<Ingress>::all(client.clone()), cfg.clone())
-        .default_backoff()
-        .source_events(Kind::Ingress, Object::Ingress);
-    let services = watcher(Api::<Service>::all(client.clone()), cfg.clone())
-        .default_backoff()
-        .source_events(Kind::Service, Object::Service);
-    let slices = watcher(Api::<EndpointSlice>::all(client.clone()), cfg)
-        .default_backoff()
-        .source_events(Kind::EndpointSlice, Object::EndpointSlice);
-    let secrets = watcher(Api::<Secret>::all(client), secret_cfg)
-        .default_backoff()
-        .source_events(Kind::Secret, Object::Secret);
+    let classes = watch(
+        Api::all(client.clone()),
+        cfg.clone(),
+        Kind::IngressClass,
+        Object::IngressClass,
+    );
+    let ingresses = watch(
+        Api::all(client.clone()),
+        cfg.clone(),
+        Kind::Ingress,
+        Object::Ingress,
+    );
+    let services = watch(
+        Api::all(client.clone()),
+        cfg.clone(),
+        Kind::Service,
+        Object::Service,
+    );
+    let slices = watch(
+        Api::all(client.clone()),
+        cfg,
+        Kind::EndpointSlice,
+        Object::EndpointSlice,
+    );
+    let secrets = watch(
+        Api::all(client.clone()),
+        secret_cfg,
+        Kind::Secret,
+        Object::Secret,
+    );
     tokio::join!(
         send_all(classes, &tx),
         send_all(ingresses, &tx),

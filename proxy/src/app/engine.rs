@@ -195,7 +195,7 @@ impl Engine {
                     out.errors
                         .extend(r.rejected.into_iter().map(SyncError::IpsetEntry));
                 }
-                Err(e) => out.errors.push(SyncError::Netfilter(e)),
+                Err(e) => out.errors.push(SyncError::Netfilter(Box::new(e))),
             }
             out.iptables_restore_failures = self.netfilter.iptables_restore_failures() - before;
         }
@@ -252,7 +252,7 @@ impl Engine {
                 out.errors.push(SyncError::Conntrack {
                     service: *key,
                     endpoint: *ep,
-                    source,
+                    source: Box::new(source),
                 });
             }
         }

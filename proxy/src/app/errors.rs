@@ -88,7 +88,7 @@ pub enum SyncError {
     IpsetEntry(RejectedEntry),
     /// Writing ipsets or iptables rules failed.
     #[error("netfilter: {0}")]
-    Netfilter(#[source] NetfilterError),
+    Netfilter(#[source] Box<NetfilterError>),
     /// A stale address could not be unbound from kube-ipvs0.
     #[error("unbinding stale addresses from kube-ipvs0: {0}")]
     UnbindAddresses(#[source] ipvs_sys::Error),
@@ -101,7 +101,7 @@ pub enum SyncError {
         endpoint: SocketAddr,
         /// The failure.
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
     /// A drained real server could not be deleted.
     #[error("deleting drained real servers: {0}")]

@@ -121,7 +121,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |d: Duration| t0 + d;
         // (last full, last sync, last drain, now, ready, pending, draining) → decision
-        let table: &[(
+        type Row = (
             Option<u64>,
             Option<u64>,
             Option<u64>,
@@ -130,7 +130,8 @@ mod tests {
             bool,
             bool,
             Decision,
-        )] = &[
+        );
+        let table: &[Row] = &[
             // Not ready: nothing, whatever is due.
             (None, None, None, 0, false, true, true, Decision::Wait),
             // Never synced: full.

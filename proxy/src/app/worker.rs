@@ -22,11 +22,11 @@ pub struct EngineWorker {
 impl EngineWorker {
     /// Starts the thread with `open` (run on it: the engine is created
     /// where it lives), and returns once it is open.
-    pub async fn start<E: Send + 'static>(
+    pub async fn start<E>(
         open: impl FnOnce() -> Result<Engine, E> + Send + 'static,
     ) -> Result<Self, E>
     where
-        E: From<RunError>,
+        E: From<RunError> + Send + 'static,
     {
         let (jobs, queue) = std_mpsc::channel::<Job>();
         let (opened_tx, opened) = oneshot::channel();

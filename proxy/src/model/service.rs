@@ -1,5 +1,6 @@
 //! [`ServiceView`]: a `v1/Service` as the proxy needs it.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -89,7 +90,9 @@ impl ServiceView {
             svc_type,
         } = match admit(svc, service_proxy_name) {
             Ok(a) => a,
-            Err(verdict) => return verdict,
+            Err(Admission::Ignored(why)) => return Admission::Ignored(why),
+            Err(Admission::Rejected(p)) => return Admission::Rejected(p),
+            Err(Admission::Accepted(never)) => match never {},
         };
         let mut problems = ProblemSink::new(ObjectKind::Service, &namespace, &name);
         let cluster_ips = match cluster_ips(spec, &mut problems) {
@@ -149,7 +152,7 @@ struct Admitted<'a> {
 fn admit<'a>(
     svc: &'a Service,
     service_proxy_name: Option<&str>,
-) -> Result<Admitted<'a>, Admission<ServiceView>> {
+) -> Result<Admitted<'a>, Admission<Infallible>> {
     let meta = &svc.metadata;
     let namespace = namespace_of(meta);
     let name = match meta.name.as_deref() {

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::Value;
+use sluice_kube::SourceEvent;
 use sluice_kube::manifests::{DecodeError, Decoder, decode};
-use sluice_kube::{SourceEvent, SourceStreamExt};
+use sluice_kube::watch::watch;
 use tokio::sync::mpsc;
 
 /// A change to the set of Nodes (Replace: initial list, re-list, manifest
@@ -18,9 +19,12 @@ pub type NodeEvent = SourceEvent<Node>;
 
 /// Watches every Node through the API server until `tx` closes.
 pub async fn watch_nodes(client: Client, tx: mpsc::Sender<NodeEvent>) {
-    let nodes = watcher(Api::<Node>::all(client), watcher::Config::default())
-        .default_backoff()
-        .source_events((), |n: Node| n);
+    let nodes = watch(
+        Api::all(client),
+        watcher::Config::default(),
+        (),
+        |n: Node| n,
+    );
     sluice_kube::source::send_all(nodes, &tx).await;
 }
 

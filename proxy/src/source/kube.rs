@@ -5,12 +5,10 @@
 //! back off and retry inside the watcher; the data plane is never touched
 //! because the API server is unreachable.
 
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use sluice_kube::SourceStreamExt;
 use sluice_kube::source::send_all;
+use sluice_kube::watch::watch;
 use tokio::sync::mpsc;
 
 use super::{Kind, Object, SourceEvent};
@@ -41,18 +39,14 @@ pub async fn run(
     // Objects are normalized as they arrive, so neither an initial list of
     // 10,000 Services nor the snapshot holds whole API objects.
     let name = service_proxy_name.as_deref();
-    let services = watcher(Api::<Service>::all(client.clone()), cfg.clone())
-        .default_backoff()
-        .source_events(Kind::Service, |s: Service| Object::service(&s, name));
-    let slices = watcher(Api::<EndpointSlice>::all(client.clone()), cfg)
-        .default_backoff()
-        .source_events(Kind::EndpointSlice, |s: EndpointSlice| {
-            Object::endpoint_slice(&s, name)
-        });
+    let services = watch(Api::all(client.clone()), cfg.clone(), Kind::Service, |s| {
+        Object::service(&s, name)
+    });
+    let slices = watch(Api::all(client.clone()), cfg, Kind::EndpointSlice, |s| {
+        Object::endpoint_slice(&s, name)
+    });
     let node_cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
-    let nodes = watcher(Api::<Node>::all(client), node_cfg)
-        .default_backoff()
-        .source_events(Kind::Node, Object::node);
+    let nodes = watch(Api::all(client), node_cfg, Kind::Node, Object::node);
     tokio::join!(
         send_all(services, &tx),
         send_all(slices, &tx),
