@@ -128,7 +128,10 @@ fn tcp_from(from: u8, to: Ipv4Addr) -> String {
 fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -148,7 +151,10 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("net-conf.json"),
-        format!(r#"{{"Network":"{}","Backend":{{"Type":"vxlan"}}}}"#, c.config().cluster_cidr),
+        format!(
+            r#"{{"Network":"{}","Backend":{{"Type":"vxlan"}}}}"#,
+            c.config().cluster_cidr
+        ),
     )
     .unwrap();
 
@@ -172,14 +178,20 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
     // Every node routes every other node's podCIDR over flannel.1.
     let cidrs: Vec<String> = agents.iter().map(|a| a.pod_cidr().to_string()).collect();
     for i in 1..=3u8 {
-        wait_until(&format!("node {i}'s routes"), Duration::from_secs(90), || {
-            let r = routes(i);
-            cidrs
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j + 1 != i as usize)
-                .all(|(_, cidr)| r.contains(&format!("{cidr} via")) && r.contains("dev flannel.1 onlink"))
-        });
+        wait_until(
+            &format!("node {i}'s routes"),
+            Duration::from_secs(90),
+            || {
+                let r = routes(i);
+                cidrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j + 1 != i as usize)
+                    .all(|(_, cidr)| {
+                        r.contains(&format!("{cidr} via")) && r.contains("dev flannel.1 onlink")
+                    })
+            },
+        );
     }
     // What they published, read back through the API server.
     let client = c.client().await;
@@ -188,18 +200,28 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
         let n = nodes.get(&node_ns(i)).await.unwrap();
         let ann = n.metadata.annotations.unwrap_or_default();
         assert_eq!(
-            ann.get("flannel.alpha.coreos.com/public-ip").map(String::as_str),
+            ann.get("flannel.alpha.coreos.com/public-ip")
+                .map(String::as_str),
             Some(node_ip(i).to_string().as_str()),
             "{ann:?}"
         );
-        assert_eq!(ann.get("flannel.alpha.coreos.com/backend-type").map(String::as_str), Some("vxlan"));
-        let data = ann.get("flannel.alpha.coreos.com/backend-data").expect("backend-data");
+        assert_eq!(
+            ann.get("flannel.alpha.coreos.com/backend-type")
+                .map(String::as_str),
+            Some("vxlan")
+        );
+        let data = ann
+            .get("flannel.alpha.coreos.com/backend-data")
+            .expect("backend-data");
         let mac = serde_json::from_str::<serde_json::Value>(data).unwrap()["VtepMAC"]
             .as_str()
             .unwrap()
             .to_owned();
         let link = sh(&format!("ip -n {} link show flannel.1", node_ns(i)));
-        assert!(link.contains(&mac), "published MAC {mac} is the device's: {link}");
+        assert!(
+            link.contains(&mac),
+            "published MAC {mac} is the device's: {link}"
+        );
         let unavailable = n
             .status
             .and_then(|s| s.conditions)
@@ -223,9 +245,11 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
     proxies[2] = None;
     drop(agents.pop());
     for i in 1..=2u8 {
-        wait_until(&format!("node 3's route gone from node {i}"), Duration::from_secs(60), || {
-            !routes(i).contains(&format!("{} via", cidrs[2]))
-        });
+        wait_until(
+            &format!("node 3's route gone from node {i}"),
+            Duration::from_secs(60),
+            || !routes(i).contains(&format!("{} via", cidrs[2])),
+        );
     }
     assert!(tcp_from(1, pods[1]).starts_with("pod2 "));
     drop(proxies);
@@ -236,6 +260,9 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
     let report = chart::check_privilege(&grants, &events, PROXY_SA);
     assert!(report.refused.is_empty(), "refused: {:#?}", report.refused);
     let unused: Vec<String> = report.unused.iter().map(ToString::to_string).collect();
-    assert!(unused.is_empty(), "the chart grants what the proxy never used: {unused:#?}");
+    assert!(
+        unused.is_empty(),
+        "the chart grants what the proxy never used: {unused:#?}"
+    );
     drop(nets);
 }

@@ -12,11 +12,15 @@
 //! * `fake_api` (feature `fake-api`, on by default): a fake Kubernetes API
 //!   server with list/watch semantics for the real kube-rs client, kept for
 //!   faults the real API server cannot produce on demand.
+//! * `fixtures` (feature `fixtures`, on by default): Service, EndpointSlice,
+//!   Node and Ingress builders, an HTTP GET, a test CA.
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 #[cfg(feature = "cluster")]
 pub mod node_agent;
 

@@ -123,15 +123,12 @@ async fn load(
     client: Option<kube::Client>,
 ) -> Result<(Vec<Ingress>, Option<BTreeMap<String, String>>), String> {
     if let Some(dir) = &args.manifests {
-        let (objects, errors) = manifests::load_dir(dir);
-        for e in errors {
-            eprintln!(
-                "migrate-check: skipping a document of {}: {}",
-                e.file.display(),
-                e.reason
-            );
+        let loaded = sluice_kube::manifests::load_dir(dir, &manifests::IngressManifests);
+        for e in &loaded.errors {
+            eprintln!("migrate-check: skipping a document: {e}");
         }
-        let ingresses = objects
+        let ingresses = loaded
+            .objects
             .into_iter()
             .filter_map(|o| match o {
                 Object::Ingress(i) => Some(i),
