@@ -11,7 +11,9 @@
 //! * [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, head and idle
 //!   timeouts, graceful shutdown;
 //! * [`tls`]: certificate store, SNI selection, rustls configuration;
-//! * [`service`]: the request path (hygiene, routing, redirects, errors);
+//! * [`service`]: the request handler per connection, which runs the
+//!   request path's [`stages`] (resolve → redirect → backend → limits →
+//!   forward → finish; new per-route policies are new stages there);
 //! * [`proxy`]: hop-by-hop and `X-Forwarded-*` header rewriting;
 //! * [`limits`]: body limit and upstream read timeout;
 //! * [`upstream`]: endpoint balancing, ejection, pooled clients, retries;
@@ -40,6 +42,7 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod service;
+pub(crate) mod stages;
 pub mod tls;
 pub mod upstream;
 
