@@ -3,7 +3,8 @@
 //! * [`check_content_length`]: a declared `Content-Length` above the limit
 //!   is refused (413) before any upstream is contacted.
 //! * [`LimitedBody`]: a streamed (chunked or h2) body that grows past the
-//!   limit ends with [`BodyTooLarge`]; the upstream client fails with that
+//!   limit ends with [`BodyTooLarge`], and an error of the client's body
+//!   becomes a [`ClientBodyError`]; the upstream client fails with that
 //!   error as its cause, which is how the gateway knows to answer 413
 //!   rather than 502 ([`crate::gateway::stages::forward`]).
 //! * [`ReadTimeoutBody`]: an upstream response body that stalls longer
@@ -29,6 +30,14 @@ use super::body::BoxError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("request body larger than {0} bytes")]
 pub struct BodyTooLarge(pub u64);
+
+/// The client's request body failed: broken framing (hyper's HTTP/1
+/// decoder or the h2 layer refused it) or the client went away in the
+/// middle. Distinguishes the client's fault (400) from the upstream's
+/// (502) when the upstream exchange fails with it as its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("request body: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// An upstream response body stalled longer than the read timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +107,7 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e.into()))))),
             None => Poll::Ready(None),
         }
     }

@@ -18,6 +18,9 @@
 //! * [`limits`]: body limit and upstream read timeout;
 //! * [`upstream`]: endpoint balancing, ejection, pooled clients, retries;
 //! * [`errors`]: the gateway's own responses;
+//! * [`wire`]: what is read from the raw bytes beside hyper (a `#` in an
+//!   HTTP/1 target; HTTP/2 frame boundaries for the gateway's own GOAWAY);
+//! * [`flags`]: the gateway's command-line flags;
 //! * [`access_log`] and [`metrics`].
 //!
 //! ```no_run
@@ -36,6 +39,7 @@ pub mod access_log;
 pub mod body;
 pub mod config;
 pub mod errors;
+pub mod flags;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
@@ -45,6 +49,7 @@ pub mod service;
 pub(crate) mod stages;
 pub mod tls;
 pub mod upstream;
+pub(crate) mod wire;
 
 use std::collections::HashMap;
 use std::io;
@@ -58,6 +63,7 @@ pub use config::{
     AccessLogFormat, GatewayConfig, Limits, Timeouts, TrustedProxies, UpstreamConfig,
 };
 pub use errors::LocalError;
+pub use flags::GatewayFlags;
 pub use metrics::Metrics;
 pub use routing::{AppProtocol, EndpointSet, Endpoints, Routing, ServiceKey};
 pub use server::Server;
@@ -114,7 +120,7 @@ impl Gateway {
             Some(c) => c.clone(),
             None => Arc::new(self_signed_certificate(&["sluice-ingress.invalid"])?),
         };
-        let registry = Registry::default();
+        let registry = Registry::new(config.upstream.max_connections_per_endpoint);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::bind(
             Routing::default(),
             &registry,
@@ -185,7 +191,11 @@ impl Gateway {
                 peer,
                 local,
                 tls,
-                state: Arc::new(server::ConnState::new()),
+                sni: None,
+                state: Arc::new(server::ConnState::for_client(
+                    &self.shared.config,
+                    &self.shared.metrics,
+                )),
             }),
         )
     }

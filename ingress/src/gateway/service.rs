@@ -49,6 +49,8 @@ pub(crate) struct ConnCtx {
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
     pub(crate) tls: bool,
+    /// The TLS server name the client sent (lower case), if any.
+    pub(crate) sni: Option<Box<str>>,
     pub(crate) state: Arc<ConnState>,
 }
 
@@ -96,7 +98,7 @@ where
 {
     let start = Instant::now();
     let version = req.version();
-    let conn_guard = conn.state.request_started(version == Version::HTTP_2);
+    let request = conn.state.request_started(version == Version::HTTP_2);
     let snapshot = shared.snapshot.load_full();
     let mut ex = Exchange {
         shared: &shared,
@@ -110,7 +112,8 @@ where
             attempts: 0,
             ..AccessRecord::default()
         },
-        guards: vec![Box::new(conn_guard)],
+        request,
+        guards: Vec::new(),
     };
     let resp = match stages::run(&mut ex, req).await {
         Ok(r) => r,

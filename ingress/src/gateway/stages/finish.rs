@@ -62,6 +62,8 @@ pub(crate) fn complete(
         start,
         format: ex.shared.config.access_log,
         metrics: ex.shared.metrics.clone(),
+        request: Some(ex.request),
+        failed: false,
         _guards: ex.guards,
     };
     resp.map(|b| LoggedBody::new(b, completion).boxed_unsync())

@@ -1,16 +1,20 @@
 //! Stage 5, forward: the upstream exchange.
 //!
 //! The request head is rewritten for the upstream ([`crate::gateway::proxy`]:
-//! hop-by-hop and framing headers out, Host and `X-Forwarded-*` set), its
-//! target becomes the normalized path plus the query as received, and it
-//! goes to an endpoint of the [`Upstream`] through the pooled clients
-//! ([`crate::gateway::upstream`]: balancing, connect retries). A `101` to
-//! an upgrade request turns both connections into a tunnel.
+//! underscored names, hop-by-hop and framing headers out, the normalized
+//! Host and `X-Forwarded-*` set), its target becomes the normalized path
+//! plus the query as received, and it goes to an endpoint of the
+//! [`Upstream`] through the pooled clients ([`crate::gateway::upstream`]:
+//! balancing, connection caps, connect retries). A `101` to an upgrade
+//! request (WebSocket, or a configured protocol) turns both connections
+//! into a tunnel, which keeps the exchange's connection slots.
 //!
 //! Failures are typed ([`UpstreamError`]) and become the gateway's answer
-//! here: connect failure 502, no response in time 504, an exchange broken
-//! because the request body went over its limit 413 (the client's fault,
-//! known from the error's cause, [`BodyTooLarge`]), anything else 502.
+//! here: connect failure 502, no response in time 504, no connection slot
+//! in time 503, an exchange broken by the request body 413 (over its
+//! limit, [`BodyTooLarge`]) or 400 (the client's framing,
+//! [`ClientBodyError`]) — the client's fault, known from the error's
+//! cause — and anything else 502.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -22,11 +26,11 @@ use hyper_util::rt::TokioIo;
 
 use crate::gateway::body::GatewayBody;
 use crate::gateway::errors::LocalError;
-use crate::gateway::limits::BodyTooLarge;
-use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers};
+use crate::gateway::limits::{BodyTooLarge, ClientBodyError};
+use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers, upstream_host};
 use crate::gateway::routing::AppProtocol;
 use crate::gateway::server::tunnel;
-use crate::gateway::upstream::{UpstreamBody, UpstreamError};
+use crate::gateway::upstream::{UpstreamBody, UpstreamError, UpstreamEvent};
 use crate::routes::Reject;
 
 use super::backend::Upstream;
@@ -51,34 +55,51 @@ pub(crate) async fn forward(
     let config = &ex.shared.config;
     let upgrade = head.version == Version::HTTP_11
         && upstream.pool.protocol() == AppProtocol::Http1
-        && is_upgrade(&head.headers);
+        && is_upgrade(&head.headers, &config.upgrade_protocols);
     let client_upgrade = upgrade
         .then(|| head.extensions.remove::<OnUpgrade>())
         .flatten();
+    let host = upstream_host(&route.host, ex.conn.tls);
     let client = ClientSide {
         peer: ex.conn.peer.ip(),
         scheme: if ex.conn.tls { "https" } else { "http" },
-        host: &route.host,
+        host: host.as_deref().unwrap_or(&route.host),
         port: ex.conn.local.port(),
     };
-    rewrite_request_headers(&mut head.headers, &client, &config.trusted_proxies, upgrade);
+    rewrite_request_headers(
+        &mut head.headers,
+        &client,
+        &config.trusted_proxies,
+        upgrade,
+        config.allow_underscores_in_headers,
+    );
     head.uri = upstream_target(route)?;
     head.extensions = http::Extensions::new();
     let request = Request::from_parts(head, body);
 
     let metrics = &ex.shared.metrics;
     let service = &upstream.service;
+    let observe = |event| match event {
+        UpstreamEvent::Connected(_) => metrics.upstream_connected(service),
+        UpstreamEvent::ConnectFailed { ejected, .. } => metrics.connect_failure(service, ejected),
+    };
     let result = ex
         .shared
         .clients
-        .forward(&upstream.pool, request, |_, ejected| {
-            metrics.connect_failure(service, ejected);
-        })
+        .forward(
+            &upstream.pool,
+            request,
+            ex.conn.state.upstream_slots(),
+            &observe,
+        )
         .await;
     let fwd = match result {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(service = %service, error = %e, "upstream request failed");
+            if let UpstreamError::Busy(limit) = &e {
+                metrics.upstream_queue_timeout(service, &limit.to_string());
+            }
             let (err, addr, attempts) = classify(e, service);
             ex.record.upstream = addr.or(ex.record.upstream);
             if let Some(n) = attempts {
@@ -92,6 +113,7 @@ pub(crate) async fn forward(
     metrics.upstream_latency(service, fwd.latency.as_secs_f64());
     ex.guards.push(Box::new(fwd.in_flight));
 
+    let mut slots = Some(fwd.slots);
     let mut response = fwd.response;
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -103,12 +125,17 @@ pub(crate) async fn forward(
         response.body_mut().detach();
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let idle = config.timeouts.idle;
+        let slots = slots.take();
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((c, u)) => tunnel(TokioIo::new(c), TokioIo::new(u), idle).await,
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
+            drop(slots);
         });
+    }
+    if let Some(s) = slots {
+        ex.guards.push(Box::new(s));
     }
     Ok(Forwarded {
         response,
@@ -138,11 +165,14 @@ fn classify(e: UpstreamError, service: &str) -> (LocalError, Option<SocketAddr>,
         UpstreamError::Request { addr, source } => {
             let err = if caused_by::<BodyTooLarge>(&*source) {
                 LocalError::BodyTooLarge
+            } else if caused_by::<ClientBodyError>(&*source) {
+                LocalError::BadBody
             } else {
                 LocalError::UpstreamError
             };
             (err, Some(addr), None)
         }
+        UpstreamError::Busy(limit) => (LocalError::UpstreamBusy(limit), None, None),
     }
 }
 
@@ -190,5 +220,13 @@ mod tests {
             "ns/web:80",
         );
         assert_eq!(e, LocalError::UpstreamError);
+        let (e, _, _) = classify(
+            UpstreamError::Request {
+                addr,
+                source: Box::new(Outer(Box::new(ClientBodyError("bad chunk".into())))),
+            },
+            "ns/web:80",
+        );
+        assert_eq!(e, LocalError::BadBody);
     }
 }

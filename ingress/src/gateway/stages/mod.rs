@@ -3,11 +3,14 @@
 //!
 //! | stage | does | answers itself |
 //! | --- | --- | --- |
-//! | [`resolve`] | Host, path hygiene, route lookup | 400, 404 |
+//! | [`resolve`] (host) | Host or `:authority` | 400 |
+//! | [`misdirected`] | HTTPS: the SNI certificate covers the host | 421 |
+//! | [`resolve`] (route) | `#` in the target, path hygiene, route lookup | 400, 404 |
 //! | [`redirect`] | plain HTTP to a TLS host goes to HTTPS; HSTS value | 308 |
 //! | [`backend`] | the route's Service port and its endpoints | 503 |
-//! | [`limits`] | declared body size; the body is cut at the limit | 413 |
-//! | [`forward`] | upstream request (headers, target), send, upgrade | 413, 502, 504 |
+//! | [`limits`] | `chunked` twice; declared body size; the body is cut at the limit | 400, 413 |
+//! | [`commit`] | HTTP/1.1 upstream: wait for the first body frame | 400, 413 |
+//! | [`forward`] | upstream request (headers, target), send, upgrade | 400, 413, 502, 503, 504 |
 //! | [`finish`] | response headers, read timeout, access log and metrics | |
 //!
 //! A stage is a plain function of the request (its head, or its body) and
@@ -38,9 +41,11 @@
 //! live as long as the response.
 
 pub(crate) mod backend;
+pub(crate) mod commit;
 pub(crate) mod finish;
 pub(crate) mod forward;
 pub(crate) mod limits;
+pub(crate) mod misdirected;
 pub(crate) mod redirect;
 pub(crate) mod resolve;
 
@@ -51,6 +56,7 @@ use http_body::Body;
 use super::access_log::AccessRecord;
 use super::body::{BoxError, GatewayBody};
 use super::errors::LocalError;
+use super::server::RequestGuard;
 use super::service::ConnCtx;
 use super::{Shared, Snapshot};
 
@@ -67,8 +73,10 @@ pub(crate) struct Exchange<'a> {
     pub(crate) snapshot: &'a Snapshot,
     /// The access log line, filled in as the stages learn things.
     pub(crate) record: AccessRecord,
+    /// The request on its connection (activity, HTTP/2 reset budget).
+    pub(crate) request: RequestGuard,
     /// Dropped when the response body ends (endpoint in-flight count,
-    /// connection activity).
+    /// upstream connection slots).
     pub(crate) guards: Vec<Box<dyn Send>>,
 }
 
@@ -86,14 +94,18 @@ where
     let (head, body) = req.into_parts();
     let shared = ex.shared;
     let config = &shared.config;
-    let route = resolve::resolve(ex.snapshot, &head, &mut ex.record)?;
+    let host = resolve::host(&head, &mut ex.record)?;
+    misdirected::check(config, ex.conn, ex.snapshot, &host)?;
+    let route = resolve::route(ex.snapshot, ex.conn, &head, host, &mut ex.record)?;
     if let Some(r) = redirect::to_https(config, ex.conn, &route) {
         return Ok(r);
     }
     let hsts = redirect::hsts(config, ex.conn, &route);
     let upstream = backend::select(ex.snapshot, &route, &mut ex.record)?;
+    limits::check_framing(&head.headers)?;
     limits::check_declared_length(&config.limits, &head.headers)?;
     let body = limits::limit_body(body, &config.limits);
+    let body = commit::committed(body, &upstream).await?;
     let forwarded = forward::forward(ex, &route, &upstream, head, body).await?;
     Ok(finish::response(config, hsts, forwarded))
 }

@@ -4,19 +4,23 @@
 //! which overrides Host as RFC 9112 §3.2.2 says), else the single Host
 //! header; an HTTP/1.1 request with none or several, or an HTTP/2 request
 //! whose Host names another host than `:authority` (RFC 9113 §8.3.1), is
-//! 400. The path goes through [`crate::routes::normalize`] (refused → 400)
-//! and the normalized path is looked up in the snapshot's route table: no
-//! rule and no default backend → 404.
+//! 400. An HTTP/1 target that carried a `#` is 400 ([`crate::gateway::wire`]
+//! finds it: hyper cuts fragments off silently). The path goes through
+//! [`crate::routes::normalize`] (refused → 400) and the normalized path is
+//! looked up in the snapshot's route table: no rule and no default backend
+//! → 404.
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Version, header};
 
-use crate::routes::{Backend, IngressRef, Lookup, NormalizedRequest, Route, normalize};
+use crate::routes::{Backend, IngressRef, Lookup, NormalizedRequest, Reject, Route, normalize};
 
 use crate::gateway::Snapshot;
 use crate::gateway::access_log::AccessRecord;
 use crate::gateway::errors::LocalError;
+use crate::gateway::service::ConnCtx;
+use crate::gateway::wire::Fingerprint;
 
 /// A request's route: what the stages after [`resolve`] decide on.
 #[derive(Debug)]
@@ -41,21 +45,33 @@ pub(crate) struct Resolved<'s> {
     pub(crate) wants_https: bool,
 }
 
-/// Resolves the route of `head` in `snapshot`, writing host, path and
-/// Ingress into `record` as they become known (a refused request is
-/// logged with what it sent).
-pub(crate) fn resolve<'s>(
-    snapshot: &'s Snapshot,
-    head: &Parts,
-    record: &mut AccessRecord,
-) -> Result<Resolved<'s>, LocalError> {
+/// The request's host (see [`request_host`]), recorded in `record`.
+pub(crate) fn host(head: &Parts, record: &mut AccessRecord) -> Result<String, LocalError> {
     let host = request_host(head)?;
     record.host.clone_from(&host);
+    Ok(host)
+}
+
+/// Resolves the route of `head` (whose host is `host`) in `snapshot`,
+/// writing path and Ingress into `record` as they become known (a refused
+/// request is logged with what it sent).
+pub(crate) fn route<'s>(
+    snapshot: &'s Snapshot,
+    conn: &ConnCtx,
+    head: &Parts,
+    host: String,
+    record: &mut AccessRecord,
+) -> Result<Resolved<'s>, LocalError> {
     let raw = head
         .uri
         .path_and_query()
         .map_or_else(|| head.uri.path(), PathAndQuery::as_str);
     record.path = raw.to_owned();
+    if let Some(f) = conn.state.take_fragment()
+        && f == fragment_fingerprint(head)
+    {
+        return Err(LocalError::BadPath(Reject::InvalidCharacter(b'#')));
+    }
     let target = normalize(raw).map_err(LocalError::BadPath)?;
     record.path = target.path.as_str().to_owned();
     let resolved = match snapshot.routing.table.lookup(&host, &target.path) {
@@ -81,6 +97,16 @@ pub(crate) fn resolve<'s>(
     };
     record.ingress = resolved.ingress.to_string();
     Ok(resolved)
+}
+
+/// The fingerprint [`crate::gateway::wire::RequestLineScan`] takes of a
+/// request line whose target carried a `#` after what hyper kept of it.
+fn fragment_fingerprint(head: &Parts) -> u64 {
+    let method = head.method.as_str().as_bytes();
+    match (head.uri.scheme(), head.uri.path_and_query()) {
+        (None, Some(pq)) => Fingerprint::of(method, pq.as_str().as_bytes()),
+        _ => Fingerprint::of(method, head.uri.to_string().as_bytes()),
+    }
 }
 
 /// The request's host (see the module docs).
@@ -165,13 +191,19 @@ mod tests {
             ..Default::default()
         };
         let snap = crate::gateway::Snapshot::bind(routing, &Default::default());
+        let conn = ConnCtx {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            tls: false,
+            sni: None,
+            state: std::sync::Arc::new(crate::gateway::server::ConnState::new()),
+        };
+        let resolve = |h: &Parts, rec: &mut AccessRecord| {
+            let host = host(h, rec)?;
+            route(&snap, &conn, h, host, rec)
+        };
         let mut rec = AccessRecord::default();
-        let r = resolve(
-            &snap,
-            &head(Version::HTTP_11, "/x/../y?q", &["a.test"]),
-            &mut rec,
-        )
-        .unwrap();
+        let r = resolve(&head(Version::HTTP_11, "/x/../y?q", &["a.test"]), &mut rec).unwrap();
         assert_eq!(r.target.path.as_str(), "/y");
         assert_eq!(r.target.query.as_deref(), Some("q"));
         assert_eq!(r.ingress.to_string(), "ns/app");
@@ -179,14 +211,22 @@ mod tests {
         assert_eq!((rec.host.as_str(), rec.path.as_str()), ("a.test", "/y"));
 
         let mut rec = AccessRecord::default();
-        let e = resolve(
-            &snap,
-            &head(Version::HTTP_11, "/a%2Fb", &["a.test"]),
-            &mut rec,
-        );
+        let e = resolve(&head(Version::HTTP_11, "/a%2Fb", &["a.test"]), &mut rec);
         assert!(matches!(e, Err(LocalError::BadPath(_))));
         assert_eq!(rec.path, "/a%2Fb", "a refused path is logged as sent");
-        let e = resolve(&snap, &head(Version::HTTP_11, "/", &["b.test"]), &mut rec);
+        let e = resolve(&head(Version::HTTP_11, "/", &["b.test"]), &mut rec);
         assert!(matches!(e, Err(LocalError::NoRoute)));
+
+        // The request whose line had a `#` (as the IO scanner saw it) is
+        // refused; another one is not.
+        conn.state.set_fragment(Fingerprint::of(b"GET", b"/a?q"));
+        let e = resolve(&head(Version::HTTP_11, "/b", &["a.test"]), &mut rec);
+        assert!(e.is_ok(), "{e:?}");
+        conn.state.set_fragment(Fingerprint::of(b"GET", b"/a?q"));
+        let e = resolve(&head(Version::HTTP_11, "/a?q", &["a.test"]), &mut rec);
+        assert_eq!(
+            e.err(),
+            Some(LocalError::BadPath(Reject::InvalidCharacter(b'#')))
+        );
     }
 }
