@@ -485,3 +485,41 @@ async fn sigterm_fails_readiness_first_and_lets_requests_finish() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn during_the_grace_period_new_requests_are_still_served() {
+    let web = Backend::start("web").await;
+    let ing = start_ingress("grace", web.addr, &["--shutdown-grace-period", "1"]).await;
+    let pid = ing.proc.0.id();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_get(ing.admin, "/readyz").await.0, 503);
+    // Load balancers that have not seen the failing readiness yet still
+    // reach a working gateway.
+    let c = h1_client();
+    let (s, _, _) = get(&c, ing.http, "app.test", "/during-grace").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(sent.elapsed() < Duration::from_secs(1));
+    let mut proc = ing.proc;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proc.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "did not exit after the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(TcpStream::connect(ing.http).await.is_err());
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use serde_json::json;
-use sluice_ingress::gateway::{CertStore, GatewayConfig};
+use sluice_ingress::gateway::{CertStore, GatewayConfig, Timeouts, UpstreamConfig};
 use tokio::net::TcpStream;
 
 use gateway_support::h2_frames::*;
@@ -280,5 +280,123 @@ async fn hpack_bomb_gets_enhance_your_calm() {
     let seen = raw.read_until_goaway(Duration::from_secs(5)).await;
     assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
     assert_eq!(web.hits(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_total_cap_requests_wait_then_get_503() {
+    let config = GatewayConfig {
+        upstream: UpstreamConfig {
+            max_connections: 4,
+            ..UpstreamConfig::default()
+        },
+        timeouts: Timeouts {
+            // The queue timeout.
+            upstream_connect: Duration::from_millis(300),
+            ..Timeouts::default()
+        },
+        ..test_config()
+    };
+    let (gw, web) = setup(config).await;
+    web.state.delay_ms.store(1000, Ordering::Relaxed);
+    // Ten HTTP/1.1 clients at once: four get a slot, six wait 300 ms.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let addr = gw.http;
+        tasks.push(tokio::spawn(async move {
+            let c = h1_client();
+            get(&c, addr, "app.test", &format!("/{i}")).await
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        let (s, _, b) = t.await.unwrap();
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            let b = String::from_utf8_lossy(&b);
+            assert!(
+                b.contains("upstream connection limit reached (total)"),
+                "{b}"
+            );
+        }
+        codes.push(s.as_u16());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 200, 200, 200, 503, 503, 503, 503, 503, 503]);
+    assert_eq!(upstream_connects(&web), 4);
+    let m = gw.metrics_text();
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_ingress_upstream_queue_timeouts_total{service=\"ns/web:80\",limit=\"total\"}"
+        ),
+        6.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_ingress_upstream_connects_total{service=\"ns/web:80\"}"
+        ),
+        4.0,
+        "{m}"
+    );
+    // A slot given back is taken by the next request in the queue.
+    let c = h1_client();
+    let (s, _, _) = get(&c, gw.http, "app.test", "/after").await;
+    assert_eq!(s, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_endpoint_is_passed_over_and_all_full_is_503() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    for be in [&a, &b] {
+        be.state.delay_ms.store(500, Ordering::Relaxed);
+    }
+    let t = table(&[ingress(
+        "ns",
+        "app",
+        json!({}),
+        json!({ "rules": [rule(Some("app.test"), &[("/", "web")])] }),
+    )]);
+    let config = GatewayConfig {
+        upstream: UpstreamConfig {
+            max_connections_per_endpoint: 2,
+            ..UpstreamConfig::default()
+        },
+        timeouts: Timeouts {
+            upstream_connect: Duration::from_millis(200),
+            ..Timeouts::default()
+        },
+        ..test_config()
+    };
+    let gw = TestGateway::start(
+        config,
+        routing(
+            t,
+            endpoints(&[("web", vec![a.addr, b.addr])]),
+            CertStore::new(),
+        ),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let addr = gw.http;
+        tasks.push(tokio::spawn(async move {
+            get(&h1_client(), addr, "app.test", &format!("/{i}"))
+                .await
+                .0
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap().as_u16());
+    }
+    codes.sort_unstable();
+    // Two per endpoint: whichever endpoint a request picked first, it went
+    // to the one with a free slot; the last two found both full.
+    assert_eq!(codes, [200, 200, 200, 200, 503, 503]);
+    assert_eq!((a.hits(), b.hits()), (2, 2));
     gw.shutdown().await;
 }

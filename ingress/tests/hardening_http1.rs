@@ -251,3 +251,28 @@ async fn smuggling_variants_are_refused() {
     assert_eq!((web.hits(), admin.hits()), (0, 0));
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn settings_allow_underscores_and_more_upgrade_protocols() {
+    let config = GatewayConfig {
+        allow_underscores_in_headers: true,
+        upgrade_protocols: vec!["foo/2".into()],
+        ..test_config()
+    };
+    let (gw, _web, _admin) = setup(config).await;
+    let out = raw_exchange(
+        gw.http,
+        b"GET /u HTTP/1.1\r\nHost: app.test\r\nX_Custom: 1\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    assert_eq!(echo(&out)["headers"]["x_custom"], "1", "{out}");
+    let out = raw_exchange(
+        gw.http,
+        b"GET /up HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: FOO/2\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    gw.shutdown().await;
+}

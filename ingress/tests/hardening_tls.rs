@@ -98,6 +98,20 @@ async fn a_host_the_sni_certificate_does_not_cover_is_misdirected() {
     f.gw.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_421_check_can_be_turned_off() {
+    let f = setup(GatewayConfig {
+        strict_sni_host: false,
+        ..test_config()
+    })
+    .await;
+    assert_eq!(
+        status(&f, "a.example.com", "b.example.com", b"http/1.1").await,
+        StatusCode::OK
+    );
+    f.gw.shutdown().await;
+}
+
 fn openssl_available() -> bool {
     Command::new("openssl")
         .arg("version")
