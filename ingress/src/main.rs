@@ -20,7 +20,7 @@ use hyper::StatusCode;
 use prometheus_client::registry::Registry;
 use sluice_ingress::controller::leader::LeaseConfig;
 use sluice_ingress::controller::{self, ControllerConfig, Update};
-use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, Metrics};
+use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, GatewayFlags, Metrics};
 use sluice_ingress::routes::SecretRef;
 use sluice_ingress::routes::class::DEFAULT_CONTROLLER;
 use sluice_kube::admin::{self, AdminResponse};
@@ -108,6 +108,8 @@ struct Flags {
     /// process may run on). 1 runs everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    #[command(flatten)]
+    gateway: GatewayFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -365,13 +367,14 @@ async fn run(flags: Flags) -> Result<(), String> {
     {
         tracing::warn!("--default-ssl-certificate not loaded; using a self-signed certificate");
     }
-    let gw_config = GatewayConfig {
+    let mut gw_config = GatewayConfig {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
         access_log: flags.access_log.into(),
         ..GatewayConfig::default()
     };
+    flags.gateway.apply(&mut gw_config);
     let gateway = Gateway::new(gw_config, metrics).map_err(|e| format!("gateway: {e}"))?;
     let mut seen = Reported::default();
     gateway.update(first.computed.routing.clone());
@@ -410,9 +413,13 @@ async fn run(flags: Flags) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let readiness = ready.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
+        // Readiness fails first; the listeners drain after the grace
+        // period, letting requests in flight finish.
+        readiness.store(false, Ordering::SeqCst);
         stop_tx.send_replace(true);
     });
     let status = async {
@@ -512,7 +519,7 @@ fn admin_response(path: &str, registry: &Registry, ready: &AtomicBool) -> AdminR
         "/readyz" if ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first routing snapshot\n",
+            "not ready: waiting for the first routing snapshot, or shutting down\n",
         ),
         "/metrics" => admin::metrics(registry),
         _ => admin::not_found(),

@@ -3,6 +3,8 @@
 //! JSON, certificates from rcgen, and clients (hyper, raw TCP, rustls).
 #![allow(dead_code)]
 
+pub mod h2_frames;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
