@@ -255,7 +255,10 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
         if warned {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no Warning Event about node ovbad");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no Warning Event about node ovbad"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Pod to pod across nodes, without masquerading.
@@ -293,6 +296,8 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
         "the chart grants what the proxy never used: {unused:#?}"
     );
     let client = c.client().await;
-    let _ = Api::<Node>::all(client).delete("ovbad", &Default::default()).await;
+    let _ = Api::<Node>::all(client)
+        .delete("ovbad", &Default::default())
+        .await;
     drop(nets);
 }
