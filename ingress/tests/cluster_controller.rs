@@ -14,7 +14,8 @@
 //!   replicas; `kill -9` of the leader and the takeover time; the
 //!   `--update-status-on-shutdown` cases (alone, another replica running,
 //!   a follower leaving, `=false`);
-//! * Warning Events for a host+path conflict and a broken TLS Secret; TLS
+//! * Warning Events for a host+path conflict, a missing Service and Secret
+//!   (one Event per problem) and a broken TLS Secret; TLS
 //!   by SNI, rotation, a broken update keeping the previous certificate,
 //!   `--default-ssl-certificate` reloaded.
 //!
@@ -626,6 +627,45 @@ async fn conflicts_and_broken_secrets_are_events_and_certificates_rotate() {
             .await
             .is_empty()
     );
+
+    // Two problems on one Ingress (a missing Service, a missing Secret):
+    // an Event for each, each with its own note. It is still ours: status,
+    // the redirect to HTTPS (its TLS section), 503 there (the default
+    // certificate stands in for the missing one).
+    let mut broken = s.ingress("broken", "broken.test", "ghost");
+    broken["spec"]["tls"] = json!([{"hosts": ["broken.test"], "secretName": "no-such-cert"}]);
+    s.apply(&broken).await;
+    let ghost = format!("service {}/ghost not found", s.ns);
+    let no_cert = format!("TLS secret {}/no-such-cert not found", s.ns);
+    wait_until(
+        "one Event per problem on broken",
+        WAIT,
+        || async {
+            let notes: BTreeSet<String> = warnings(&s.client, &s.ns, "broken", "Unresolved")
+                .await
+                .into_iter()
+                .map(|w| w.0)
+                .collect();
+            notes.iter().any(|n| n.contains(&ghost)) && notes.iter().any(|n| n.contains(&no_cert))
+        },
+        || gw.log_text(),
+    )
+    .await;
+    wait_until(
+        "status on broken, 308 then 503 for its host",
+        WAIT,
+        || async {
+            let https = match tls_connect(gw.https, Some("broken.test"), &[], None).await {
+                Ok((tls, _)) => tls_request(tls, "broken.test", "/").await.0.as_u16(),
+                Err(_) => 0,
+            };
+            s.lb_ips("broken").await == [STATUS_ADDRESS]
+                && http_get(gw.http, "broken.test", "/").await.0 == 308
+                && https == 503
+        },
+        || gw.log_text(),
+    )
+    .await;
 
     // TLS: the Secret's certificate by SNI, the default one otherwise.
     let served = |sni: Option<&'static str>| {

@@ -231,6 +231,25 @@ async fn a_full_scenario_on_the_chart_s_service_account_uses_every_grant_and_is_
     // The audit log judges the chart.
     let grants = chart::grants_for(&rendered, RELEASE_NS, SA).unwrap();
     let events = c.audit_events().unwrap();
+    // Secrets are only ever read through the TLS type's field selector (a
+    // controller that has no use for other Secrets must not hold them).
+    let secret_reads: Vec<&str> = events
+        .iter()
+        .filter(|e| e.user.username == USER)
+        .filter(|e| {
+            e.object_ref
+                .as_ref()
+                .is_some_and(|o| o.resource == "secrets")
+        })
+        .map(|e| e.request_uri.as_str())
+        .collect();
+    assert!(!secret_reads.is_empty());
+    for uri in &secret_reads {
+        assert!(
+            uri.contains("fieldSelector=type%3Dkubernetes.io%2Ftls"),
+            "a Secret read without the TLS field selector: {uri}"
+        );
+    }
     let report = chart::check_privilege(&grants, &events, USER);
     assert!(report.refused.is_empty(), "refused: {:#?}", report.refused);
     let unused: Vec<String> = report.unused.iter().map(ToString::to_string).collect();
