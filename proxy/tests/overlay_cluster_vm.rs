@@ -176,7 +176,8 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
     c.apply_yaml(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: ovbad\n  annotations:\n    \
          flannel.alpha.coreos.com/backend-type: vxlan\n    \
-         flannel.alpha.coreos.com/backend-data: 'not json'\n    \
+         flannel.alpha.coreos.com/backend-data: '{\"VNI\":1,\"VtepMAC\":\"not-a-mac\"}'\n    \
+         flannel.alpha.coreos.com/kube-subnet-manager: 'true'\n    \
          flannel.alpha.coreos.com/public-ip: 192.168.90.99\n",
     )
     .unwrap();

@@ -277,7 +277,14 @@ impl Real {
             .unwrap()
             .into_iter()
             .filter(|e| e.verb == "patch" && e.resource().as_deref() == Some("nodes/status"))
-            .map(|e| e.request_uri)
+            // The path only: kube-rs ends a query-less URI with `?`.
+            .map(|e| {
+                e.request_uri
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect()
     }
 }
