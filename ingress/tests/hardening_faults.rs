@@ -3,10 +3,11 @@
 //! connections (memory per connection measured on the real binary), and
 //! SIGTERM (readiness fails first, requests in flight finish).
 //!
-//! The memory figure depends on the build: futures are several times
-//! larger without optimisation, so the ≤ 2 kB target is asserted on a
-//! release build (`cargo test --release -p sluice-ingress --test
-//! hardening_faults`) and a debug build only checks a loose bound.
+//! The memory figure depends on the build (futures are larger without
+//! optimisation), but a connection that has sent nothing holds no parser,
+//! so the ≤ 2 kB target is asserted in both; RELIABILITY.md quotes the
+//! release figures (`cargo test --release -p sluice-ingress --test
+//! hardening_faults -- --nocapture`).
 
 mod gateway_support;
 
@@ -426,12 +427,10 @@ async fn ten_thousand_idle_connections_cost_little_memory() {
             "release"
         }
     );
-    let bound = if cfg!(debug_assertions) {
-        8192.0
-    } else {
-        2048.0
-    };
-    assert!(fresh <= bound, "{fresh:.0} B per connection");
+    // The target (issue 14): ≤ 2 kB per connection. A fresh connection
+    // holds no parser, so the bound holds in a debug build too (before the
+    // fix: 3.6 kB debug, 3.4 kB release).
+    assert!(fresh <= 2048.0, "{fresh:.0} B per connection");
     drop(conns);
 }
 

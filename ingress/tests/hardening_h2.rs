@@ -400,3 +400,194 @@ async fn a_full_endpoint_is_passed_over_and_all_full_is_503() {
     assert_eq!((a.hits(), b.hits()), (2, 2));
     gw.shutdown().await;
 }
+
+/// `app.test`: `/` → web, `/admin` → admin; `config`'s limits.
+async fn setup_two(config: GatewayConfig) -> (TestGateway, Backend, Backend) {
+    let web = Backend::start("web").await;
+    let admin = Backend::start("admin").await;
+    let t = table(&[ingress(
+        "ns",
+        "app",
+        json!({}),
+        json!({ "rules": [rule(Some("app.test"), &[("/", "web"), ("/admin", "admin")])] }),
+    )]);
+    let gw = TestGateway::start(
+        config,
+        routing(
+            t,
+            endpoints(&[("web", vec![web.addr]), ("admin", vec![admin.addr])]),
+            CertStore::new(),
+        ),
+    )
+    .await;
+    (gw, web, admin)
+}
+
+/// An h2c prior-knowledge connection to `addr`.
+async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Sends `req` on `send`; its status and body, or the stream's error.
+async fn exchange(
+    send: &mut hyper::client::conn::http2::SendRequest<TestBody>,
+    req: Request<TestBody>,
+) -> Result<(StatusCode, Bytes), String> {
+    use http_body_util::BodyExt;
+    send.ready().await.map_err(|e| e.to_string())?;
+    let r = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((status, body.to_bytes()))
+}
+
+#[tokio::test]
+async fn path_bypasses_over_http2_are_refused_or_routed_as_forwarded() {
+    let (gw, web, admin) = setup_two(test_config()).await;
+    let mut send = h2c(gw.http).await;
+    // `:path` goes through the same hygiene as an HTTP/1 target.
+    for path in [
+        "/public/..;/admin",
+        "/public/%2e%2e;/admin",
+        "/public/..%3B/admin",
+        "/admin%2F..%2Fx",
+        "/%5cadmin",
+        "/public/%00/../admin",
+    ] {
+        let req = Request::get(format!("http://app.test{path}"))
+            .body(empty())
+            .unwrap();
+        let (s, _) = exchange(&mut send, req).await.unwrap();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+    }
+    assert_eq!((web.hits(), admin.hits()), (0, 0));
+    for path in [
+        "/public/%2e%2E/admin/x",
+        "//admin/x",
+        "/public/%2e/../admin/x",
+    ] {
+        let req = Request::get(format!("http://app.test{path}"))
+            .body(empty())
+            .unwrap();
+        let (s, b) = exchange(&mut send, req).await.unwrap();
+        assert_eq!(s, StatusCode::OK, "{path}");
+        let seen = json_of(&b);
+        assert_eq!(
+            (&seen["backend"], &seen["uri"]),
+            (&json!("admin"), &json!("/admin/x")),
+            "{path}"
+        );
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn header_and_body_limits_hold_over_http2() {
+    let config = GatewayConfig {
+        limits: sluice_ingress::gateway::Limits {
+            max_request_body: 1024,
+            ..Default::default()
+        },
+        ..test_config()
+    };
+    let (gw, web, _admin) = setup_two(config).await;
+    let mut send = h2c(gw.http).await;
+    // 40 KiB of header against the 32 KiB header list limit: 431 (the h2
+    // layer answers it and refuses the stream).
+    let req = Request::get("http://app.test/big")
+        .header("x-big", "a".repeat(40 * 1024))
+        .body(empty())
+        .unwrap();
+    match exchange(&mut send, req).await {
+        Ok((s, b)) => assert_eq!(
+            s,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{}",
+            String::from_utf8_lossy(&b[..b.len().min(300)])
+        ),
+        Err(e) => panic!("no 431: {e}"),
+    }
+    // Declared body over the limit: 413 before any upstream is contacted.
+    let req = Request::post("http://app.test/upload")
+        .header("content-length", "2000")
+        .body(body(vec![b'x'; 2000]))
+        .unwrap();
+    let (s, _) = exchange(&mut send, req).await.unwrap();
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(web.hits(), 0, "413 before contacting the upstream");
+    // Streamed body (no Content-Length) growing past it: 413.
+    let (mut tx, rx) =
+        http_body_util::channel::Channel::<Bytes, Box<dyn std::error::Error + Send + Sync>>::new(8);
+    let req = Request::post("http://app.test/upload")
+        .body(http_body_util::BodyExt::boxed_unsync(rx))
+        .unwrap();
+    let feed = tokio::spawn(async move {
+        for _ in 0..4 {
+            if tx.send_data(Bytes::from(vec![b'y'; 512])).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (s, _) = exchange(&mut send, req).await.unwrap();
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let _ = feed.await;
+    // The connection still serves.
+    let req = Request::get("http://app.test/fine").body(empty()).unwrap();
+    assert_eq!(exchange(&mut send, req).await.unwrap().0, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn slowloris_over_http2_is_cut() {
+    let config = GatewayConfig {
+        timeouts: Timeouts {
+            header_read: Duration::from_millis(300),
+            idle: Duration::from_millis(600),
+            ..Timeouts::default()
+        },
+        ..test_config()
+    };
+    let (gw, web, _admin) = setup_two(config).await;
+    // A header block that never ends (HEADERS without END_HEADERS, then
+    // silence), and a preface that never ends.
+    let started = std::time::Instant::now();
+    let mut raw = RawH2::connect(gw.http).await;
+    raw.send(&frame(
+        HEADERS,
+        0,
+        1,
+        &request_block("GET", "app.test", "/"),
+    ))
+    .await;
+    let seen = raw.read_until_goaway(Duration::from_secs(5)).await;
+    assert!(seen.goaway.is_some() || seen.closed, "{seen:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(gw.http).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &PREFACE[..10])
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf),
+    )
+    .await
+    .expect("a stalled preface was not cut")
+    .unwrap_or(0);
+    let took = started.elapsed();
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf));
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(web.hits(), 0);
+    gw.shutdown().await;
+}

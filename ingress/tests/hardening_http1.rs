@@ -240,6 +240,30 @@ async fn smuggling_variants_are_refused() {
             "request line with a bare LF target",
             b"GET /admin\nHTTP/1.1\r\nHost: app.test\r\n\r\n",
         ),
+        (
+            "Content-Length not a number",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4a\r\n\r\nabcd",
+        ),
+        (
+            "Content-Length in hex",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0x4\r\n\r\nabcd",
+        ),
+        (
+            "negative Content-Length",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: -1\r\n\r\nabcd",
+        ),
+        (
+            "empty Content-Length",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: \r\n\r\nabcd",
+        ),
+        (
+            "Content-Length past u64",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 99999999999999999999999\r\n\r\nabcd",
+        ),
+        (
+            "Transfer-Encoding with an unknown coding only",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        ),
     ];
     for (what, raw) in cases {
         let out = raw_exchange(gw.http, raw, T).await;
@@ -274,5 +298,70 @@ async fn settings_allow_underscores_and_more_upgrade_protocols() {
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn absolute_form_and_encoded_dot_targets_route_as_they_are_forwarded() {
+    let (gw, web, admin) = setup(test_config()).await;
+    // RFC 9112 §3.2.2: an absolute-form target's authority overrides Host.
+    // The route is chosen by that authority and the normalized path, and
+    // the backend receives the same host and path: no spelling reaches a
+    // backend under a path its route does not cover.
+    for (raw, backend, uri) in [
+        (
+            &b"GET http://app.test/public/%2e%2e/admin/x HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n"[..],
+            "admin",
+            "/admin/x",
+        ),
+        (
+            b"GET http://app.test//admin/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+            "admin",
+            "/admin/x",
+        ),
+        (
+            b"GET /public/%2e/../admin/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+            "admin",
+            "/admin/x",
+        ),
+        (
+            b"GET /admin/%2e%2e/public HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+            "web",
+            "/public",
+        ),
+    ] {
+        let out = raw_exchange(gw.http, raw, T).await;
+        let what = String::from_utf8_lossy(raw);
+        assert!(out.starts_with("HTTP/1.1 200"), "{what}: {out}");
+        let seen = echo(&out);
+        assert_eq!(seen["backend"], backend, "{what}");
+        assert_eq!(seen["uri"], uri, "{what}");
+        assert_eq!(seen["headers"]["host"], "app.test", "{what}");
+    }
+    let (web_hits, admin_hits) = (web.hits(), admin.hits());
+    for (raw, status) in [
+        // Refused spellings stay refused in absolute form.
+        (
+            &b"GET http://app.test/public/%2e%2e;/admin HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+            "400",
+        ),
+        (
+            b"GET http://app.test/public/..%3B/admin HTTP/1.1\r\nHost: app.test\r\n\r\n",
+            "400",
+        ),
+        // The authority names a host without rules: Host does not win.
+        (
+            b"GET http://nohost.test/admin HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+            "404",
+        ),
+    ] {
+        let out = raw_exchange(gw.http, raw, T).await;
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status}")),
+            "{}: {out}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_eq!((web.hits(), admin.hits()), (web_hits, admin_hits));
     gw.shutdown().await;
 }

@@ -184,3 +184,37 @@ async fn only_tls_12_and_13_with_aead_suites() {
     }
     f.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = setup(GatewayConfig {
+        timeouts: sluice_ingress::gateway::Timeouts {
+            header_read: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..test_config()
+    })
+    .await;
+    // Silence after connecting, and the first bytes of a ClientHello
+    // record then silence: both closed after the head timeout, without
+    // an answer.
+    for sent in [&b""[..], &[0x16, 0x03, 0x01, 0x02]] {
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(f.gw.https).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("a stalled handshake was not cut")
+            .unwrap_or(0);
+        let took = started.elapsed();
+        assert_eq!(n, 0, "{sent:?}: {buf:?}");
+        assert!(
+            took >= std::time::Duration::from_millis(250)
+                && took < std::time::Duration::from_secs(3),
+            "{sent:?}: {took:?}"
+        );
+    }
+    f.gw.shutdown().await;
+}
