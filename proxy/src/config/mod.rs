@@ -16,6 +16,9 @@ use ipvs_sys::Scheduler;
 
 pub use duration::parse_go_duration;
 pub use file::KubeProxyConfiguration;
+/// The `--config` file parser, for the fuzz target (`proxy/fuzz`).
+#[doc(hidden)]
+pub use file::parse as parse_config_file;
 pub use flags::Flags;
 
 /// Where NodePorts are served.
