@@ -11,8 +11,8 @@
 #
 # Environment:
 #   FUZZ_TARGETS="a b"  run only these targets (by name);
-#   FUZZ_MERGE=1        merge what the run found into the committed corpora
-#                       (libFuzzer -merge=1: only inputs that add coverage);
+#   FUZZ_MERGE=1        rebuild the committed corpora from what they and the
+#                       run cover (see merge below), to commit;
 #   FUZZ_SANITIZER      cargo-fuzz sanitizer (default none; see below).
 #
 # Needs the nightly toolchain and cargo-fuzz (installed here if missing).
@@ -73,12 +73,31 @@ done
 target_dir="$root/target/fuzz"
 fuzz_flags=(-s "${FUZZ_SANITIZER:-none}" -a --target-dir "$target_dir")
 
-# Build each fuzz crate once, with the workspace's dependency versions
-# (the fuzz crates are workspaces of their own; their lock files are not
-# committed and start from the root one).
+# Rebuilds the generated part of a committed corpus: the smallest set of
+# inputs (libFuzzer's set-cover merge) that covers every edge the committed
+# and the new inputs cover. Edges only, not hit counts: that keeps the
+# corpus a few hundred KB. Hand-written seeds (any name that is not a
+# 40-digit hash) are kept as they are.
+merge() {
+	local crate=$1 name=$2 seeds=$3 found=$4 fresh="$scratch/$2.merged"
+	mkdir -p "$fresh"
+	if ! (cd "$root/$crate" && cargo +nightly fuzz run "${fuzz_flags[@]}" "$name" \
+		"$fresh" "$seeds" "$found" -- -set_cover_merge=1 -use_counters=0) >"$fresh.log" 2>&1; then
+		echo "fuzz: merging into $seeds failed:" >&2
+		tail -20 "$fresh.log" >&2
+		return
+	fi
+	find "$seeds" -type f -regextype egrep -regex '.*/[0-9a-f]{40}' -delete
+	cp -n "$fresh"/* "$seeds"/ 2>/dev/null || true
+	echo "fuzz: $crate/$name: corpus now $(find "$seeds" -type f | wc -l) files, $(du -sk --apparent-size "$seeds" | cut -f1) KB"
+}
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
+# Build each fuzz crate once, with the workspace's dependency versions
+# (the fuzz crates are workspaces of their own; their lock files are not
+# committed and start from the root one).
 crates=$(printf '%s\n' "${selected[@]}" | awk '{print $1}' | sort -u)
 for crate in $crates; do
 	lock="$root/$crate/fuzz/Cargo.lock"
@@ -126,11 +145,8 @@ for line in "${selected[@]}"; do
 		tail -40 "$log" >&2
 		failed+=("$crate/$name")
 	fi
-	if [ "${FUZZ_MERGE:-}" = "1" ] && [ -n "$(ls -A "$scratch/$name")" ]; then
-		(cd "$root/$crate" && cargo +nightly fuzz run "${fuzz_flags[@]}" "$name" \
-			"$seeds" "$scratch/$name" -- -merge=1 "${args[@]}") >"$log.merge" 2>&1 ||
-			echo "fuzz: merging into $seeds failed (see $log.merge)" >&2
-		echo "fuzz: $crate/$name: corpus now $(find "$seeds" -type f | wc -l) files"
+	if [ "${FUZZ_MERGE:-}" = "1" ]; then
+		merge "$crate" "$name" "$seeds" "$scratch/$name"
 	fi
 done
 
