@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of Sluice: formatting, lints, unit and property tests, the
-# fake-API-server suites, and the VM tier (real IPVS inside qemu). Installs
-# what it needs first. Under CI=true a skipped VM tier is a failure.
+# control-plane tier (a real kube-apiserver, etcd, kube-controller-manager
+# and kube-scheduler built from Go modules, with process-backed pods), the
+# fake-API-server suites kept for injected faults, and the VM tier (real IPVS
+# inside qemu). Installs and builds what it needs first. Under CI=true a
+# skipped tier is a failure.
 set -euo pipefail
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -10,6 +13,9 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$(($(date +%s) - start))"; }
 
 step "setup"
 bash scripts/setup.sh
+
+step "control plane (tests/cluster/build.sh: built from the Go module proxy once, cached by go.sum)"
+bash tests/cluster/build.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

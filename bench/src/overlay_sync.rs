@@ -346,7 +346,10 @@ mod e2e {
     }
 
     impl Counting {
-        fn count(&self, r: Result<KernelReport, String>) -> Result<KernelReport, String> {
+        fn count(
+            &self,
+            r: Result<KernelReport, sluice_proxy::overlay::OverlayError>,
+        ) -> Result<KernelReport, sluice_proxy::overlay::OverlayError> {
             if let Ok(r) = &r {
                 self.ops.fetch_add(r.ops, Ordering::SeqCst);
             }
@@ -360,11 +363,14 @@ mod e2e {
             iface: Option<&str>,
             public_ip: Option<std::net::IpAddr>,
             overlay: &[IpNet],
-        ) -> Result<UnderlayFacts, String> {
+        ) -> Result<UnderlayFacts, sluice_proxy::overlay::OverlayError> {
             self.inner.underlay(iface, public_ip, overlay)
         }
 
-        fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, String> {
+        fn ensure_device(
+            &mut self,
+            spec: &DeviceSpec,
+        ) -> Result<DeviceState, sluice_proxy::overlay::OverlayError> {
             self.inner.ensure_device(spec)
         }
 
@@ -373,7 +379,7 @@ mod e2e {
             device: &DeviceState,
             spec: &DeviceSpec,
             remotes: &[RemoteNode],
-        ) -> Result<KernelReport, String> {
+        ) -> Result<KernelReport, sluice_proxy::overlay::OverlayError> {
             let r = self.inner.sync(device, spec, remotes);
             self.count(r)
         }
@@ -383,7 +389,7 @@ mod e2e {
             device: &DeviceState,
             removed: &[RemoteNode],
             added: &[RemoteNode],
-        ) -> Result<KernelReport, String> {
+        ) -> Result<KernelReport, sluice_proxy::overlay::OverlayError> {
             let r = self.inner.apply_changes(device, removed, added);
             self.count(r)
         }
@@ -442,7 +448,7 @@ mod e2e {
             }));
             let ops = Arc::new(AtomicUsize::new(0));
             let dataplane = Counting {
-                inner: SystemDataplane::open()?,
+                inner: SystemDataplane::open().map_err(|e| e.to_string())?,
                 ops: ops.clone(),
             };
             let opts = OverlayOptions {

@@ -5,6 +5,8 @@
 //! objects are turned into typed values ([`routes::RouteTable`]) that the
 //! gateway consults directly.
 
+pub mod annotations;
 pub mod controller;
 pub mod gateway;
+pub mod migrate;
 pub mod routes;

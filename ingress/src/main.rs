@@ -8,24 +8,24 @@
 //! is computed; the admin listener serves `/healthz`, `/readyz` (ready after
 //! the first snapshot) and `/metrics` from the start.
 
-use std::collections::HashSet;
-use std::convert::Infallible;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
+use hyper::StatusCode;
 use prometheus_client::registry::Registry;
 use sluice_ingress::controller::leader::LeaseConfig;
 use sluice_ingress::controller::{self, ControllerConfig, Update};
-use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, Metrics};
+use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, GatewayFlags, Metrics};
 use sluice_ingress::routes::SecretRef;
 use sluice_ingress::routes::class::DEFAULT_CONTROLLER;
+use sluice_kube::admin::{self, AdminResponse};
+use sluice_kube::client::ClientOptions;
+use sluice_kube::events::Reported;
 use tokio::sync::{mpsc, watch};
 
 // mimalloc instead of glibc's malloc: a proxied request allocates and frees
@@ -56,6 +56,10 @@ struct Flags {
     /// $KUBECONFIG / ~/.kube/config).
     #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
     kubeconfig: Option<PathBuf>,
+    /// The API server's URL, overriding the kubeconfig's (ingress-nginx's
+    /// --apiserver-host).
+    #[arg(long, value_name = "URL", conflicts_with = "manifests")]
+    apiserver_host: Option<String>,
     /// Plain HTTP listener.
     #[arg(long, default_value = "0.0.0.0:80")]
     http_addr: SocketAddr,
@@ -104,6 +108,18 @@ struct Flags {
     /// process may run on). 1 runs everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    #[command(flatten)]
+    gateway: GatewayFlags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands (without one, the controller and gateway run).
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reports what changes when ingress-nginx's Ingresses move to
+    /// sluice-ingress: per Ingress and annotation (exit 1 if anything).
+    MigrateCheck(sluice_ingress::migrate::cli::MigrateCheckArgs),
 }
 
 /// Access log choice on the command line.
@@ -139,21 +155,12 @@ fn parse_secret_ref(s: &str) -> Result<SecretRef, String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
-    init_logging(flags.log_format);
+    sluice_kube::logging::init(flags.log_format == LogFormat::Json);
+    if let Some(Command::MigrateCheck(args)) = flags.command {
+        return migrate_check(args);
+    }
     // One worker: the current-thread scheduler, which skips the work
     // stealing machinery (atomics, cross-thread wake-ups) that a single
     // worker cannot use.
@@ -183,6 +190,39 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn migrate_check(args: sluice_ingress::migrate::cli::MigrateCheckArgs) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-ingress: tokio runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    rt.block_on(async {
+        let client = if args.needs_api() {
+            let opts = ClientOptions {
+                kubeconfig: args.kubeconfig.clone(),
+                master: None,
+                qps: 0.0,
+                burst: 0,
+            };
+            match sluice_kube::client::client(&opts).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("sluice-ingress migrate-check: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
+        sluice_ingress::migrate::cli::run(args, client).await
+    })
+}
+
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -197,48 +237,33 @@ async fn shutdown_signal() {
     }
 }
 
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("kubeconfig: {e}"))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(|e| format!("kubeconfig: {e}"))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| format!("kube config: {e}"))?,
-    };
-    kube::Client::try_from(config).map_err(|e| format!("kube client: {e}"))
-}
-
 /// This replica's election identity: `$POD_NAME`, else the host name and
 /// process id.
 fn identity() -> String {
     if let Ok(p) = std::env::var("POD_NAME") {
         return p;
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "sluice-ingress".to_owned());
+    let host = sluice_kube::client::hostname().unwrap_or_else(|| "sluice-ingress".to_owned());
     format!("{host}-{}", std::process::id())
 }
 
 /// Logs the warnings of an update that were not in the previous one.
-fn log_warnings(update: &Update, seen: &mut HashSet<String>) {
-    let mut now = HashSet::new();
-    for (ingress, reason, message) in update.computed.warnings() {
-        let line = match &ingress {
+fn log_warnings(update: &Update, logged: &mut Reported<String>) {
+    let lines: BTreeSet<String> = update
+        .computed
+        .warnings()
+        .into_iter()
+        .map(|(ingress, reason, message)| match &ingress {
             Some(i) => format!("{reason}: ingress {i}: {message}"),
             None => format!("{reason}: {message}"),
-        };
-        if !seen.contains(&line) {
-            tracing::warn!("{line}");
-        }
-        now.insert(line);
+        })
+        .collect();
+    for line in logged.pending(&lines) {
+        tracing::warn!("{line}");
     }
-    *seen = now;
+    for line in lines {
+        logged.mark(line);
+    }
 }
 
 async fn run(flags: Flags) -> Result<(), String> {
@@ -251,7 +276,10 @@ async fn run(flags: Flags) -> Result<(), String> {
         .await
         .map_err(|e| format!("admin listener {}: {e}", flags.admin_addr))?;
     tracing::info!(addr = %admin.local_addr().map_err(|e| e.to_string())?, "admin listening");
-    tokio::spawn(serve_admin(admin, registry.clone(), ready.clone()));
+    let (reg, rdy) = (registry.clone(), ready.clone());
+    tokio::spawn(admin::serve(admin, move |req| {
+        admin_response(req.uri().path(), &reg, &rdy)
+    }));
 
     let config = ControllerConfig {
         controller: flags.controller_class.clone(),
@@ -274,7 +302,16 @@ async fn run(flags: Flags) -> Result<(), String> {
             ));
         }
         None => {
-            let client = kube_client(flags.kubeconfig.as_ref()).await?;
+            let client = sluice_kube::client::client(&ClientOptions {
+                kubeconfig: flags.kubeconfig.clone(),
+                master: flags.apiserver_host.clone(),
+                // ingress-nginx does not throttle its client either: status
+                // on a thousand Ingresses must not take minutes.
+                qps: 0.0,
+                burst: 0,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             tokio::spawn(controller::kube::run(client.clone(), ev_tx));
             tokio::spawn(controller::api::publish_events(
                 client.clone(),
@@ -330,15 +367,16 @@ async fn run(flags: Flags) -> Result<(), String> {
     {
         tracing::warn!("--default-ssl-certificate not loaded; using a self-signed certificate");
     }
-    let gw_config = GatewayConfig {
+    let mut gw_config = GatewayConfig {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
         access_log: flags.access_log.into(),
         ..GatewayConfig::default()
     };
+    flags.gateway.apply(&mut gw_config);
     let gateway = Gateway::new(gw_config, metrics).map_err(|e| format!("gateway: {e}"))?;
-    let mut seen = HashSet::new();
+    let mut seen = Reported::default();
     gateway.update(first.computed.routing.clone());
     log_warnings(&first, &mut seen);
     let server = gateway
@@ -375,9 +413,13 @@ async fn run(flags: Flags) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let readiness = ready.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
+        // Readiness fails first; the listeners drain after the grace
+        // period, letting requests in flight finish.
+        readiness.store(false, Ordering::SeqCst);
         stop_tx.send_replace(true);
     });
     let status = async {
@@ -467,47 +509,19 @@ impl StatusRole {
     }
 }
 
-async fn serve_admin(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-    ready: Arc<AtomicBool>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let registry = registry.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = admin_response(req.uri().path(), &registry, &ready);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-fn admin_response(path: &str, registry: &Registry, ready: &AtomicBool) -> Response<Full<Bytes>> {
-    let (status, body) = match path {
-        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if ready.load(Ordering::SeqCst) => (StatusCode::OK, "ready\n".to_owned()),
-        "/readyz" => (
+/// `/healthz`, `/readyz` (ready once the first snapshot is served) and
+/// `/metrics`.
+fn admin_response(path: &str, registry: &Registry, ready: &AtomicBool) -> AdminResponse {
+    let text =
+        |status, body: &str| admin::response(status, "text/plain; charset=utf-8", body.into(), &[]);
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first routing snapshot\n".to_owned(),
+            "not ready: waiting for the first routing snapshot, or shutting down\n",
         ),
-        "/metrics" => {
-            let mut out = String::new();
-            match prometheus_client::encoding::text::encode(&mut out, registry) {
-                Ok(()) => (StatusCode::OK, out),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-            }
-        }
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp
+        "/metrics" => admin::metrics(registry),
+        _ => admin::not_found(),
+    }
 }

@@ -14,31 +14,26 @@ use sluice_ingress::controller::{self, ControllerConfig, ObjectKey, Update};
 use sluice_ingress::gateway::ServiceKey;
 use sluice_ingress::routes::PortRef;
 use sluice_tests::fake_api::FakeApiServer;
+use sluice_tests::fixtures;
 use tokio::sync::{mpsc, watch};
 
 mod e2e_api;
 use e2e_api::lb_ips;
 
 fn ingress(name: &str, class: &str, host: &str, service: &str) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": service, "port": {"name": "http"}}}
-        }]}}]}
-    })
+    let rule = fixtures::ingress_rule(host, "/", service, json!({"name": "http"}));
+    let spec = json!({"ingressClassName": class, "rules": [rule]});
+    fixtures::ingress("default", name, spec, json!({}))
 }
 
 fn slice(ip: &str) -> Value {
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-1", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]
-    })
+    fixtures::endpoint_slice(
+        "default",
+        "web-1",
+        "web",
+        fixtures::ready_endpoints(&[ip]),
+        json!({}),
+    )
 }
 
 fn addrs(u: &Update) -> Vec<String> {
@@ -290,6 +285,73 @@ async fn no_status_without_leadership() {
         api.wait_for(Duration::from_secs(10), |a| lb_ips(a, "ours")
             == vec!["192.0.2.10"])
             .await
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// Two different problems with the same reason on one Ingress are two
+/// Warning Events, each with its own message. (A single long-lived
+/// kube-runtime Recorder keys its series without the note: the second
+/// Event only bumped the count of the first, its message lost.)
+#[tokio::test]
+async fn two_problems_on_one_ingress_are_two_events() {
+    let api = FakeApiServer::start().await;
+    api.apply(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "sluice"}, "spec": {"controller": "sluice.dev/ingress-controller"}
+    }));
+    let mut ing = ingress("broken", "sluice", "a.test", "ghost");
+    ing["spec"]["tls"] = json!([{"hosts": ["a.test"], "secretName": "no-such-cert"}]);
+    api.apply(&ing);
+    let client = api.client();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (up_tx, mut up_rx) = watch::channel(None);
+    let tasks = vec![
+        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::api::publish_events(client, up_tx.subscribe())),
+        tokio::spawn(controller::run(
+            ControllerConfig::default(),
+            ev_rx,
+            up_tx,
+            Duration::from_millis(20),
+        )),
+    ];
+    let u = wait_update(&mut up_rx, "first snapshot", |u| {
+        u.computed.issues.len() == 2
+    })
+    .await;
+    let messages: Vec<String> = u
+        .computed
+        .issues
+        .iter()
+        .map(|i| i.message.clone())
+        .collect();
+    let notes = |a: &FakeApiServer| -> Vec<String> {
+        let mut n: Vec<String> = a
+            .events()
+            .iter()
+            .filter(|e| {
+                e["regarding"]["name"] == "broken" || e["involvedObject"]["name"] == "broken"
+            })
+            .filter_map(|e| {
+                e["note"]
+                    .as_str()
+                    .or(e["message"].as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    let visible = api
+        .wait_for(Duration::from_secs(10), |a| notes(a) == messages)
+        .await;
+    assert!(
+        visible,
+        "want one Event per problem {messages:?}, got {:?}",
+        notes(&api)
     );
     for t in tasks {
         t.abort();

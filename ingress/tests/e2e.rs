@@ -183,23 +183,9 @@ fn write_manifests(dir: &Path, a: SocketAddr, b: SocketAddr, leaf: &(String, Str
 
 /// A CA and a leaf for `secure.test` signed by it: (ca pem, (chain, key)).
 fn certificates() -> (String, (String, String)) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Sluice e2e CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["secure.test".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (
-        ca.pem(),
-        (format!("{}{}", leaf.pem(), ca.pem()), key.serialize_pem()),
-    )
+    let ca = sluice_tests::fixtures::TestCa::new("Sluice e2e CA");
+    let leaf = ca.leaf(&["secure.test"]);
+    (ca.cert_pem, (leaf.chain_pem, leaf.key_pem))
 }
 
 async fn wait_ready(admin: u16, child: &mut Child) {

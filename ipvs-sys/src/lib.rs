@@ -38,5 +38,9 @@ pub mod rtnl;
 
 pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use ipvs::client::{IpvsClient, ServiceEntry};
-pub use ipvs::model::*;
+pub use ipvs::model::{
+    AddressFamily, Destination, DestinationState, Forwarding, Info, ModuleName, Netmask, Protocol,
+    Scheduler, Service, ServiceFlags, ServiceKey, ServiceState, Stats, Timeouts, Tunnel,
+    TunnelChecksum, Version,
+};
 pub use ipvs::op::Op;

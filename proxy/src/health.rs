@@ -4,19 +4,19 @@
 //! `externalTrafficPolicy: Local` Services.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+pub use sluice_kube::admin::serve;
+use sluice_kube::admin::{AdminResponse, METRICS_CONTENT_TYPE, not_found, response};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::app::SyncError;
 use crate::metrics::Metrics;
 use crate::plan::HealthCheck;
 
@@ -115,87 +115,30 @@ impl ProxyHealth {
     }
 }
 
-fn response(
-    status: StatusCode,
-    content_type: &str,
-    body: String,
-    extra: Option<(&str, String)>,
-) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(status)
-        .header("Content-Type", content_type)
-        .header("X-Content-Type-Options", "nosniff");
-    if let Some((k, v)) = extra {
-        b = b.header(k, v);
-    }
-    b.body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-/// Serves HTTP/1.1 on `listener` with `handler` until the task is aborted.
-pub async fn serve<F>(listener: TcpListener, handler: F)
-where
-    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
-{
-    let handler = Arc::new(handler);
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let resp = handler(&req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            // Title-case header names, as Go's net/http (kube-proxy) sends them.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .title_case_headers(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
 /// The `/healthz` + `/livez` handler (and `/metrics` when the metrics and
 /// health addresses are the same).
 pub fn health_handler(
     health: Arc<ProxyHealth>,
     metrics: Option<Arc<Metrics>>,
-) -> impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static {
+) -> impl Fn(&Request<Incoming>) -> AdminResponse + Send + Sync + 'static {
     move |req| {
         if req.uri().path() == "/metrics"
             && let Some(m) = &metrics
         {
-            return response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                m.render(),
-                None,
-            );
+            return response(StatusCode::OK, METRICS_CONTENT_TYPE, m.render(), &[]);
         }
         let (status, body) = health.answer(req.uri().path());
-        response(status, "application/json", body, None)
+        response(status, "application/json", body, &[])
     }
 }
 
 /// The `/metrics` handler.
 pub fn metrics_handler(
     metrics: Arc<Metrics>,
-) -> impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static {
+) -> impl Fn(&Request<Incoming>) -> AdminResponse + Send + Sync + 'static {
     move |req| match req.uri().path() {
-        "/metrics" => response(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics.render(),
-            None,
-        ),
-        _ => response(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "404 page not found\n".into(),
-            None,
-        ),
+        "/metrics" => response(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render(), &[]),
+        _ => not_found(),
     }
 }
 
@@ -229,7 +172,7 @@ impl HealthCheckServers {
 
     /// Starts, updates and stops servers to match `desired`. A port that
     /// cannot be bound is reported and retried on the next sync.
-    pub async fn sync(&mut self, desired: &BTreeMap<u16, HealthCheck>) -> Vec<String> {
+    pub async fn sync(&mut self, desired: &BTreeMap<u16, HealthCheck>) -> Vec<SyncError> {
         let mut problems = Vec::new();
         self.servers.retain(|port, s| {
             let keep = desired
@@ -247,11 +190,13 @@ impl HealthCheckServers {
             }
             let listener = match TcpListener::bind(SocketAddr::new(self.bind_ip, *port)).await {
                 Ok(l) => l,
-                Err(e) => {
-                    problems.push(format!(
-                        "health check port {port} for {}/{}: {e}",
-                        hc.namespace, hc.name
-                    ));
+                Err(source) => {
+                    problems.push(SyncError::HealthCheck {
+                        port: *port,
+                        namespace: hc.namespace.clone(),
+                        name: hc.name.clone(),
+                        source,
+                    });
                     continue;
                 }
             };
@@ -275,7 +220,7 @@ impl HealthCheckServers {
                     status,
                     "application/json",
                     body,
-                    Some(("X-Load-Balancing-Endpoint-Weight", n.to_string())),
+                    &[("X-Load-Balancing-Endpoint-Weight", n.to_string())],
                 )
             }));
             self.servers.insert(
@@ -309,17 +254,9 @@ mod tests {
     use super::*;
 
     async fn get(port: u16, path: &str) -> (u16, String, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let out = sluice_tests::fixtures::http_get_async(("127.0.0.1", port), path)
             .await
             .unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
         let status: u16 = out[9..12].parse().unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         (status, head.to_owned(), body.to_owned())
@@ -357,6 +294,48 @@ mod tests {
                 .contains("kubeproxy_sync_proxy_rules_duration_seconds")
         );
         assert_eq!(get(port, "/nope").await.0, 404);
+        task.abort();
+    }
+
+    /// A sync step that fails is counted by step in
+    /// `kubeproxy_sluice_sync_failures_total`, read back from `/metrics`:
+    /// here a healthCheckNodePort that another socket already holds.
+    #[tokio::test]
+    async fn failed_sync_steps_are_counted_by_step() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let health = Arc::new(ProxyHealth::new(Duration::from_secs(60)));
+        let mut hcs = HealthCheckServers::new("127.0.0.1".parse().unwrap(), health.clone());
+        let desired = BTreeMap::from([(
+            port,
+            HealthCheck {
+                namespace: "shop".into(),
+                name: "web".into(),
+                local_endpoints: 1,
+            },
+        )]);
+        let metrics = Arc::new(Metrics::new());
+        for _ in 0..2 {
+            let errors = hcs.sync(&desired).await;
+            assert_eq!(errors.len(), 1);
+            assert!(
+                errors[0]
+                    .to_string()
+                    .starts_with(&format!("health check port {port} for shop/web: ")),
+                "{}",
+                errors[0]
+            );
+            metrics.sync_failed(&errors);
+        }
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(serve(l, metrics_handler(metrics)));
+        let (status, _, body) = get(metrics_port, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("kubeproxy_sluice_sync_failures_total{step=\"health_check\"} 2"),
+            "{body}"
+        );
         task.abort();
     }
 

@@ -5,19 +5,6 @@ use clap::Parser;
 use sluice_proxy::app;
 use sluice_proxy::config::{Flags, ProxyConfig};
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     let cfg = match ProxyConfig::from_flags(&flags) {
@@ -27,7 +14,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_logging(cfg.log_json);
+    sluice_kube::logging::init(cfg.log_json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -2,12 +2,16 @@
 //! alerts keep working. Counters are registered without the `_total` suffix
 //! (prometheus-client appends it).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+
+use crate::app::{SyncError, SyncStep};
 
 /// The proxy's metrics.
 pub struct Metrics {
@@ -32,6 +36,15 @@ pub struct Metrics {
     pub iptables_restore_failures: Counter,
     /// `kubeproxy_sluice_netlink_operations_total`: IPVS and address changes sent.
     pub netlink_operations: Counter,
+    /// `kubeproxy_sluice_sync_failures_total{step}`: failed sync steps.
+    pub sync_failures: Family<StepLabel, Counter>,
+}
+
+/// The label of [`Metrics::sync_failures`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StepLabel {
+    /// The step that failed.
+    pub step: SyncStep,
 }
 
 impl Default for Metrics {
@@ -61,6 +74,7 @@ impl Metrics {
             endpoint_changes_pending: Gauge::default(),
             iptables_restore_failures: Counter::default(),
             netlink_operations: Counter::default(),
+            sync_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,7 +127,22 @@ impl Metrics {
             "Netlink changes sent to IPVS and rtnetlink (reads excluded)",
             m.netlink_operations.clone(),
         );
+        registry.register(
+            "kubeproxy_sluice_sync_failures",
+            "Sync steps that failed (and are retried), by step",
+            m.sync_failures.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Logs each failed step (with its Display) and counts it by step.
+    pub fn sync_failed(&self, errors: &[SyncError]) {
+        for e in errors {
+            tracing::warn!(step = %e.step(), error = %e, "sync step failed; will retry");
+            self.sync_failures
+                .get_or_create(&StepLabel { step: e.step() })
+                .inc();
+        }
     }
 
     /// The text exposition format.

@@ -12,35 +12,25 @@ use std::time::{Duration, Instant};
 use ipvs_sys::ServiceKey;
 use serde_json::{Value, json};
 use sluice_proxy::app::Planning;
-use sluice_proxy::app::events::{ORPHAN_GRACE, OrphanSlices, ProblemLog, Reporter};
+use sluice_proxy::app::events::{ORPHAN_GRACE, OrphanSlices, ProblemLog, publisher};
 use sluice_proxy::plan::{DesiredState, NodeFacts, PlannerConfig};
 use sluice_proxy::source::{Dirty, Snapshot, SourceEvent};
 use sluice_tests::fake_api::FakeApiServer;
+use sluice_tests::fixtures;
 use tokio::sync::mpsc;
 
 fn service(name: &str, ip: &str, spec: Value) -> Value {
-    let mut s = json!({
-        "type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
-        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
-    });
-    for (k, v) in spec.as_object().unwrap() {
-        s[k] = v.clone();
-    }
-    json!({"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": name, "namespace": "default"}, "spec": s})
+    fixtures::service("default", name, ip, json!({ "spec": spec }))
 }
 
 fn slice(name: &str, svc: &str, ips: &[String]) -> Value {
-    let eps: Vec<Value> = ips
-        .iter()
-        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
-        .collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": name, "namespace": "default",
-                        "labels": {"kubernetes.io/service-name": svc}},
-           "addressType": "IPv4",
-           "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-           "endpoints": eps})
+    fixtures::endpoint_slice(
+        "default",
+        name,
+        svc,
+        fixtures::ready_endpoints(ips),
+        json!({}),
+    )
 }
 
 fn ips(list: &[&str]) -> Vec<String> {
@@ -181,7 +171,7 @@ async fn bad_input_is_skipped_reported_as_events_and_harms_no_other_service() {
     let mut planning = Planning::default();
     let mut orphans = OrphanSlices::default();
     let mut log = ProblemLog::default();
-    let reporter = Reporter::new(api.client(), "node-1");
+    let reporter = publisher(api.client(), "node-1");
     planning.update(&snap, &dirty, facts.clone(), &cfg);
     orphans.update(&snap, &dirty.services, Instant::now());
     assert_eq!(
@@ -324,10 +314,7 @@ async fn bad_input_is_skipped_reported_as_events_and_harms_no_other_service() {
         matches!(&s.admission, sluice_proxy::model::Admission::Accepted(v)
             if v.cluster_ips.iter().any(|ip| ip.to_string() == "10.96.3.30"))
     }) && snap
-        .slices_of(&sluice_proxy::source::ObjectKey {
-            namespace: "default".into(),
-            name: "web".into(),
-        })
+        .slices_of(&sluice_proxy::source::ObjectKey::new("default", "web"))
         .count()
         == 4)
     {

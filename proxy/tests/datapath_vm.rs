@@ -14,6 +14,7 @@
 //! client `cl-in` (192.168.50.20) and `cl-out` (192.168.60.20) sit on two
 //! node networks (the node is .10 on each) and route everything via the node.
 
+use sluice_tests::fixtures;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -53,22 +54,22 @@ fn node(pod_cidrs: &[&str]) -> Value {
     if let Some(first) = pod_cidrs.first() {
         spec = json!({"podCIDR": first, "podCIDRs": pod_cidrs});
     }
-    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": spec,
-           "status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.10"}]}})
+    fixtures::node(
+        "node-1",
+        json!({"spec": spec,
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.10"}]}}),
+    )
 }
 
 /// A Service in namespace `dp` with one TCP port `http` 80 → 8080. `spec`
 /// and `status` are merged over that.
 fn service(name: &str, cluster_ip: &str, spec: Value, status: Value) -> Value {
-    let mut s = json!({
-        "type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
-    });
-    for (k, v) in spec.as_object().unwrap() {
-        s[k] = v.clone();
-    }
-    json!({"apiVersion": "v1", "kind": "Service",
-           "metadata": {"name": name, "namespace": "dp"}, "spec": s, "status": status})
+    fixtures::service(
+        "dp",
+        name,
+        cluster_ip,
+        json!({"spec": spec, "status": status}),
+    )
 }
 
 /// An endpoint: (address, nodeName, ready, serving, terminating).
@@ -79,19 +80,17 @@ fn ready<'a>(ip: &'a str, node: &'a str) -> Ep<'a> {
 }
 
 fn slice(name: &str, svc: &str, family: &str, eps: &[Ep]) -> Value {
-    let endpoints: Vec<Value> = eps
+    let endpoints = eps
         .iter()
         .map(|(ip, node, r, s, t)| {
-            json!({"addresses": [ip], "nodeName": node,
-                   "conditions": {"ready": r, "serving": s, "terminating": t}})
+            fixtures::endpoint(
+                ip,
+                json!({"nodeName": node,
+                       "conditions": {"ready": r, "serving": s, "terminating": t}}),
+            )
         })
         .collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": name, "namespace": "dp",
-                        "labels": {"kubernetes.io/service-name": svc}},
-           "addressType": family,
-           "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-           "endpoints": endpoints})
+    fixtures::endpoint_slice("dp", name, svc, endpoints, json!({ "addressType": family }))
 }
 
 /// Replaces the whole manifest directory's content (write, then rename, so
@@ -303,14 +302,7 @@ fn guest_lb_and_external_ips_masquerade_with_cluster_policy_and_keep_the_client_
 }
 
 fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&sa(addr), T).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    sluice_tests::fixtures::http_get(sa(addr), path).unwrap_or_default()
 }
 
 #[test]

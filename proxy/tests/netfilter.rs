@@ -28,11 +28,10 @@ use sluice_proxy::netfilter::sysctl::{
     ConnReuse, KernelVersion, Sysctl, SysctlError, SysctlOutcome, SysctlWriter, ipvs_sysctls,
 };
 use sluice_proxy::netfilter::{
-    CommandRunner, ConfigError, ExecError, ExecOutput, IpSets, LocalDetector, Netfilter,
-    NetfilterConfig, NetfilterError, SetEntry, SetKind, SetName, SystemRunner, canonical_sets,
-    parse_iptables_version, probe_random_fully,
+    CommandRunner, ConfigError, ExecError, ExecOutput, LocalDetector, Netfilter, NetfilterConfig,
+    NetfilterError, SystemRunner, canonical_sets, parse_iptables_version, probe_random_fully,
 };
-use sluice_proxy::plan::{DesiredState, LbOutFilter};
+use sluice_proxy::plan::{DesiredState, IpSets, LbOutFilter, SetEntry, SetKind, SetName};
 
 use AddressFamily::{Ipv4 as V4, Ipv6 as V6};
 use Protocol::{Sctp, Tcp, Udp};

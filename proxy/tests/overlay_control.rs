@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 use sluice_proxy::netfilter::{CommandRunner, ExecError, ExecOutput};
+use sluice_proxy::overlay::OverlayError;
 use sluice_proxy::overlay::config::parse_net_conf;
 use sluice_proxy::overlay::model::{DeviceSpec, DeviceState, MacAddr, RemoteNode, RemotePath};
 use sluice_proxy::overlay::nodes::{NodeEvent, watch_nodes};
@@ -46,7 +47,7 @@ impl OverlayDataplane for FakeKernel {
         _iface: Option<&str>,
         _public_ip: Option<IpAddr>,
         _overlay: &[IpNet],
-    ) -> Result<UnderlayFacts, String> {
+    ) -> Result<UnderlayFacts, OverlayError> {
         Ok(UnderlayFacts {
             index: 7,
             mtu: 1500,
@@ -56,7 +57,7 @@ impl OverlayDataplane for FakeKernel {
         })
     }
 
-    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, String> {
+    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, OverlayError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("ensure {}", spec.name));
         s.devices.insert(spec.name.clone(), spec.clone());
@@ -73,7 +74,7 @@ impl OverlayDataplane for FakeKernel {
         _device: &DeviceState,
         _spec: &DeviceSpec,
         remotes: &[RemoteNode],
-    ) -> Result<KernelReport, String> {
+    ) -> Result<KernelReport, OverlayError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("sync".into());
         s.remotes = remotes
@@ -88,7 +89,7 @@ impl OverlayDataplane for FakeKernel {
         _device: &DeviceState,
         removed: &[RemoteNode],
         added: &[RemoteNode],
-    ) -> Result<KernelReport, String> {
+    ) -> Result<KernelReport, OverlayError> {
         let mut s = self.0.lock().unwrap();
         let names = |v: &[RemoteNode]| v.iter().map(|r| r.node.clone()).collect::<Vec<_>>();
         s.calls
@@ -154,11 +155,11 @@ fn fixture(name: &str) -> Value {
 }
 
 fn node(name: &str, cidr: &str, annotations: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-    })
+    sluice_tests::fixtures::node(
+        name,
+        json!({"metadata": {"annotations": annotations},
+               "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}),
+    )
 }
 
 fn flannel(name: &str, cidr: &str, ip: &str, mac: &str) -> Value {

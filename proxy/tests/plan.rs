@@ -2,6 +2,7 @@
 //! JSON), desired state out, rendered as sorted text lines so each case can
 //! say exactly which virtual servers, addresses and set entries it expects.
 
+use sluice_tests::fixtures::{self, merge};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use sluice_proxy::model::{
     Admission, EndpointSliceView, IgnoreReason, ObjectKind, Problem, ServiceView,
 };
-use sluice_proxy::netfilter::SetEntry;
+use sluice_proxy::plan::SetEntry;
 use sluice_proxy::plan::{
     DesiredState, FullPlan, Limits, NodeFacts, NodePortAddresses, PlannerConfig, ServicePlan,
     node_pod_cidrs, plan, plan_service, plan_views,
@@ -21,57 +22,29 @@ use sluice_proxy::plan::{
 
 // ---------------------------------------------------------------- fixtures
 
-/// RFC 7386 JSON merge patch: objects merge, everything else replaces,
-/// `null` deletes.
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    b.remove(&k);
-                } else {
-                    merge(b.entry(k).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (b, p) => *b = p,
-    }
-}
-
 /// A ClusterIP Service `default/<name>` on 10.96.0.10, port "http" 80/TCP,
 /// with `patch` applied.
 fn svc(name: &str, patch: Value) -> Value {
-    let mut v = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
-        }
-    });
-    merge(&mut v, patch);
-    v
+    fixtures::service("default", name, "10.96.0.10", patch)
 }
 
 /// An IPv4 EndpointSlice `default/<name>` of Service `service`, port "http"
 /// 8080/TCP, with `endpoints`, and `patch` applied.
 fn slice(name: &str, service: &str, endpoints: Value, patch: Value) -> Value {
-    let mut v = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": endpoints
-    });
+    let mut v = fixtures::endpoint_slice(
+        "default",
+        name,
+        service,
+        Vec::new(),
+        json!({ "endpoints": endpoints }),
+    );
     merge(&mut v, patch);
     v
 }
 
 /// A ready endpoint on `node`, with `patch` applied.
 fn ep(ip: &str, node: &str, patch: Value) -> Value {
-    let mut v = json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": true}});
+    let mut v = fixtures::endpoint(ip, json!({ "nodeName": node }));
     merge(&mut v, patch);
     v
 }

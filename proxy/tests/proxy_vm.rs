@@ -74,13 +74,7 @@ fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
 }
 
 fn http_get(path: &str, port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    sluice_tests::fixtures::http_get(("127.0.0.1", port), path).unwrap()
 }
 
 fn connect(addr: &str) -> TcpStream {

@@ -9,31 +9,25 @@ use serde_json::json;
 use sluice_proxy::model::Admission;
 use sluice_proxy::source::{Kind, ObjectKey, Snapshot, SourceEvent};
 use sluice_tests::fake_api::{FakeApiServer, Verb};
+use sluice_tests::fixtures;
 use tokio::sync::mpsc;
 
 fn service(name: &str, ip: &str, labels: serde_json::Value) -> serde_json::Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default", "labels": labels},
-        "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": [{"port": 80, "protocol": "TCP"}]}
-    })
+    fixtures::service("default", name, ip, json!({"metadata": {"labels": labels}}))
 }
 
 fn slice(name: &str, svc: &str, ip: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [{"port": 8080, "protocol": "TCP"}]
-    })
+    fixtures::endpoint_slice(
+        "default",
+        name,
+        svc,
+        fixtures::ready_endpoints(&[ip]),
+        json!({}),
+    )
 }
 
-fn key(name: &str) -> ObjectKey {
-    ObjectKey {
-        namespace: "default".into(),
-        name: name.into(),
-    }
+fn key<K>(name: &str) -> ObjectKey<K> {
+    ObjectKey::new("default", name)
 }
 
 /// Applies events until `cond` holds (or fails after 20 s).

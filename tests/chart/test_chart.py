@@ -19,50 +19,11 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from render import CHART, COMBINATIONS, NAMESPACE, render  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "sluice"
-NAMESPACE = "kube-system"
 KUBE_VERSIONS = ["1.33.0", kv.latest_version()]
-
-# The value combinations a user picks (see the README's quickstart).
-COMBINATIONS = {
-    "defaults": {},
-    "overlay": {"proxy": {"overlay": {"enabled": True, "iface": "eth1"}}},
-    "privileged": {"proxy": {"privileged": True, "loadKernelModules": True}},
-    "ingress-default-class-nodeport": {
-        "ingress": {
-            "ingressClass": {"default": True},
-            "service": {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443}},
-            "antiAffinity": "hard",
-            "defaultSslCertificate": "kube-system/wildcard",
-            "publishStatusAddress": "203.0.113.10",
-        }
-    },
-    "proxy-only": {
-        "ingress": {"enabled": False},
-        "proxy": {
-            "apiServer": {"host": "10.0.0.1"},
-            "config": {"clusterCIDR": "10.244.0.0/16", "ipvs": {"scheduler": "wrr", "strictARP": True}},
-            "extraArgs": ["--masquerade-all"],
-        },
-    },
-    "ingress-only": {"proxy": {"enabled": False}, "ingress": {"replicas": 1}},
-}
-
-
-def render(values: dict) -> list[dict]:
-    """Renders the chart; returns every object (NOTES.txt excluded)."""
-    chart = helm.Chart.load(str(CHART))
-    out = chart.render(values, name="sluice", namespace=NAMESPACE, is_install=True)
-    objects = []
-    for path, text in sorted(out.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                objects.append(doc)
-    return objects
-
 
 def by_kind(objects: list[dict], kind: str) -> list[dict]:
     return [o for o in objects if o["kind"] == kind]

@@ -182,6 +182,11 @@ pub struct VmOptions {
     /// Echo the command's output (with `println!`/`eprintln!`, so libtest
     /// captures it, and `--nocapture` shows it live) while it runs.
     pub echo: bool,
+    /// Give the guest a network interface on qemu's user network
+    /// (`sluice-vm --host-net`): `172.30.255.15/24`, where `172.30.255.2`
+    /// is the host's loopback, so a guest can reach the test cluster's API
+    /// server (`crate::cluster::VM_HOST_ADDR`). Nothing else is reachable.
+    pub host_network: bool,
 }
 
 impl Default for VmOptions {
@@ -192,6 +197,7 @@ impl Default for VmOptions {
             mem_mb: 1024,
             env: Vec::new(),
             echo: true,
+            host_network: false,
         }
     }
 }
@@ -212,6 +218,12 @@ impl VmOptions {
     /// Sets [`VmOptions::echo`].
     pub fn echo(mut self, echo: bool) -> Self {
         self.echo = echo;
+        self
+    }
+
+    /// Sets [`VmOptions::host_network`].
+    pub fn host_network(mut self, on: bool) -> Self {
+        self.host_network = on;
         self
     }
 }
@@ -283,6 +295,9 @@ pub fn run(args: &[&str], opts: &VmOptions) -> io::Result<VmRun> {
     for (name, value) in &opts.env {
         cmd.arg("--env").arg(format!("{name}={value}"));
     }
+    if opts.host_network {
+        cmd.arg("--host-net");
+    }
     cmd.arg("--")
         .args(args)
         .stdin(Stdio::null())
@@ -351,6 +366,13 @@ pub fn run(args: &[&str], opts: &VmOptions) -> io::Result<VmRun> {
 /// the VM is unavailable under `CI=true`; the message carries the guest's
 /// output.
 pub fn run_guest_tests(filter: &str) {
+    run_guest_tests_with(filter, VmOptions::default());
+}
+
+/// [`run_guest_tests`] with options: `base`'s host network, memory and
+/// CPUs, and its `env` added to the forwarded variables (the timeout is
+/// still the guest-test timeout).
+pub fn run_guest_tests_with(filter: &str, base: VmOptions) {
     if in_vm() {
         eprintln!("run_guest_tests({filter:?}): already inside the IPVS VM; nothing to do");
         return;
@@ -366,8 +388,10 @@ pub fn run_guest_tests(filter: &str) {
         panic!("the test binary path {} is not UTF-8", exe.display());
     };
 
-    let mut opts = VmOptions::default().timeout(guest_timeout());
-    opts.env = guest_env(std::env::vars());
+    let mut opts = base.timeout(guest_timeout());
+    let mut env = guest_env(std::env::vars());
+    env.append(&mut opts.env);
+    opts.env = env;
     let args = [
         exe.as_str(),
         "--ignored",

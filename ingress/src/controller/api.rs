@@ -6,16 +6,16 @@
 //! address back out ([`remove_status`]) unless another replica is running
 //! ([`other_replicas_running`]) and will take over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use serde_json::{Value, json};
+use sluice_kube::events::{EventPublisher, Regarding, Warning, WarningEvents};
 use tokio::sync::watch;
 
 use super::run::Update;
@@ -56,7 +56,7 @@ pub async fn write_status(
     let want = vec![status_entry(&address)];
     // The resourceVersion each Ingress had when we last patched it: no
     // second patch until the watch shows a newer version.
-    let mut patched: HashMap<ObjectKey, Option<String>> = HashMap::new();
+    let mut patched: HashMap<ObjectKey<Ingress>, Option<String>> = HashMap::new();
     let mut leader_open = true;
     loop {
         let update = updates.borrow_and_update().clone();
@@ -182,42 +182,39 @@ pub async fn other_replicas_running(
     }))
 }
 
+/// The Warning Events of an update: one per warning about an Ingress we
+/// know (reason `Conflict`, `InvalidIngress` or `Unresolved`).
+pub fn warnings(update: &Update) -> BTreeSet<Warning> {
+    update
+        .computed
+        .warnings()
+        .into_iter()
+        .filter_map(|(ingress, reason, message)| {
+            let r = ingress?;
+            let ing = update
+                .snapshot
+                .ingresses
+                .get(&ObjectKey::new(&r.namespace, &r.name))?;
+            Some(Warning {
+                regarding: Regarding::object(ing.as_ref()),
+                reason: reason.to_owned(),
+                action: "Sync".into(),
+                note: message,
+            })
+        })
+        .collect()
+}
+
 /// Follows `updates` and publishes each new warning (conflict, problem,
-/// unresolved backend or certificate) as a Warning Event on its Ingress.
+/// unresolved backend or certificate) as a Warning Event on its Ingress:
+/// each distinct message once while it lasts, as an Event of its own.
 pub async fn publish_events(client: Client, mut updates: watch::Receiver<Option<Arc<Update>>>) {
-    let reporter = Reporter {
-        controller: "sluice-ingress".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let recorder = Recorder::new(client, reporter);
-    let mut seen: HashSet<(ObjectKey, &'static str, String)> = HashSet::new();
+    let publisher = EventPublisher::new(client, "sluice-ingress", std::env::var("POD_NAME").ok());
+    let mut events = WarningEvents::default();
     loop {
         let update = updates.borrow_and_update().clone();
         if let Some(update) = update {
-            let mut now = HashSet::new();
-            for (ingress, reason, message) in update.computed.warnings() {
-                let Some(r) = ingress else { continue };
-                let key = ObjectKey::new(&r.namespace, &r.name);
-                let id = (key.clone(), reason, message.clone());
-                now.insert(id.clone());
-                if seen.contains(&id) {
-                    continue;
-                }
-                let Some(ing) = update.snapshot.ingresses.get(&key) else {
-                    continue;
-                };
-                let ev = Event {
-                    type_: EventType::Warning,
-                    reason: reason.to_owned(),
-                    note: Some(message.chars().take(1000).collect()),
-                    action: "Sync".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &ing.object_ref(&())).await {
-                    tracing::warn!(ingress = %r, error = %e, "publishing event failed");
-                }
-            }
-            seen = now;
+            events.report(&warnings(&update), &publisher).await;
         }
         if updates.changed().await.is_err() {
             return;

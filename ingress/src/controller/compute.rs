@@ -4,11 +4,14 @@
 //!    turns them into the route table, conflicts and problems.
 //! 2. Every Service backend the table uses is resolved to endpoints: the
 //!    Ingress port (number or name) names a Service port; that port's name
-//!    names the EndpointSlice port (slices carry target ports). Ready
-//!    endpoints are used; when a port has none, serving-and-terminating
-//!    endpoints are (so a rollout's last pods still get traffic). The
-//!    `appProtocol` of the Service port (else of the slice port) picks
-//!    [`AppProtocol`].
+//!    and protocol name the EndpointSlice port (slices carry target ports).
+//!    Slices are read by `sluice_kube::endpoint_slice`, with the API's
+//!    semantics (an endpoint is its first address; missing `ready` and
+//!    `serving` mean true; a bad address is an issue, not dropped
+//!    silently). Ready endpoints are used; when a port has none,
+//!    serving-and-terminating endpoints are (so a rollout's last pods still
+//!    get traffic). The `appProtocol` of the Service port (else of the
+//!    slice port) picks [`AppProtocol`].
 //! 3. Every Secret a TLS entry names (and the `--default-ssl-certificate`)
 //!    is parsed into the [`CertStore`]. A broken Secret keeps the
 //!    certificate loaded from its previous version, if any, and is
@@ -19,10 +22,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_kube::endpoint_slice::{self, Protocol, Unreadable};
 
 use crate::gateway::{AppProtocol, CertStore, EndpointSet, Endpoints, Routing, ServiceKey};
 use crate::routes::{
@@ -143,7 +148,13 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
             continue;
         }
         match resolve(snapshot, &key) {
-            Ok(set) => {
+            Ok((set, problems)) => {
+                for message in problems {
+                    issues.insert(Issue {
+                        ingress: Some(ingress.clone()),
+                        message,
+                    });
+                }
                 if set.is_empty() {
                     issues.insert(Issue {
                         ingress: Some(ingress.clone()),
@@ -222,7 +233,7 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
 }
 
 fn load(certs: &mut CertStore, secret: &Secret) -> Result<(), String> {
-    let key = ObjectKey::of(&secret.metadata);
+    let key = ObjectKey::<Secret>::of(&secret.metadata);
     if let Some(t) = secret.type_.as_deref().filter(|t| *t != TLS_SECRET_TYPE) {
         return Err(format!(
             "secret {key} has type {t:?}, not {TLS_SECRET_TYPE:?}"
@@ -233,8 +244,9 @@ fn load(certs: &mut CertStore, secret: &Secret) -> Result<(), String> {
         .map_err(|e| format!("TLS secret {key} is unusable: {e}"))
 }
 
-/// Resolves a backend's Service port to its endpoints.
-fn resolve(snapshot: &Snapshot, key: &ServiceKey) -> Result<EndpointSet, String> {
+/// Resolves a backend's Service port to its endpoints (ready ones, else
+/// serving-and-terminating ones), and what was wrong with its slices.
+fn resolve(snapshot: &Snapshot, key: &ServiceKey) -> Result<(EndpointSet, Vec<String>), String> {
     let Some(svc) = snapshot
         .services
         .get(&ObjectKey::new(&key.namespace, &key.name))
@@ -260,48 +272,67 @@ fn resolve(snapshot: &Snapshot, key: &ServiceKey) -> Result<EndpointSet, String>
         ));
     };
     let port_name = port.name.as_deref().unwrap_or("");
-    let mut ready = Vec::new();
-    let mut terminating = Vec::new();
+    let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
+        return Err(format!(
+            "service {}/{} port {} has an unsupported protocol",
+            key.namespace, key.name, key.port
+        ));
+    };
+    let mut found = Resolved::default();
     let mut slice_proto = None;
     for slice in snapshot.slices_of(&key.namespace, &key.name) {
-        if slice.address_type == "FQDN" {
-            continue;
-        }
-        let Some(sp) = slice
-            .ports
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-        else {
-            continue;
+        let slice_key = ObjectKey::<EndpointSlice>::from_object(slice);
+        let read = match endpoint_slice::read(slice) {
+            Ok(r) => r,
+            Err(Unreadable::Fqdn) => continue,
+            Err(e) => {
+                found
+                    .problems
+                    .push(format!("endpointslice {slice_key}: {e}"));
+                continue;
+            }
         };
-        let Some(target) = sp.port.and_then(|p| u16::try_from(p).ok()) else {
+        found.problems.extend(
+            read.problems
+                .iter()
+                .map(|p| format!("endpointslice {slice_key}: {p}")),
+        );
+        if read.more_problems > 0 {
+            found.problems.push(format!(
+                "endpointslice {slice_key}: {} more problems not shown",
+                read.more_problems
+            ));
+        }
+        let Some(sp) = read.port(port_name, protocol) else {
             continue;
         };
         slice_proto = slice_proto.or(sp.app_protocol.clone());
-        for ep in &slice.endpoints {
-            let c = ep.conditions.as_ref();
-            // A missing `ready` means ready (API semantics).
-            let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
-            let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-            let addrs = ep
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse::<IpAddr>().ok())
-                .map(|ip| SocketAddr::new(ip, target));
-            if is_ready && !is_terminating {
-                ready.extend(addrs);
-            } else if serving && is_terminating {
-                terminating.extend(addrs);
+        for ep in &read.endpoints {
+            let addr = SocketAddr::new(ep.ip, sp.port);
+            if ep.ready && !ep.terminating {
+                found.ready.push(addr);
+            } else if ep.serving && ep.terminating {
+                found.terminating.push(addr);
             }
         }
     }
     let proto =
         AppProtocol::from_app_protocol(port.app_protocol.as_deref().or(slice_proto.as_deref()));
-    let addrs = if ready.is_empty() { terminating } else { ready };
-    Ok(EndpointSet::new(addrs, proto))
+    let addrs = if found.ready.is_empty() {
+        found.terminating
+    } else {
+        found.ready
+    };
+    Ok((EndpointSet::new(addrs, proto), found.problems))
+}
+
+/// What a Service port's slices hold.
+#[derive(Default)]
+struct Resolved {
+    ready: Vec<SocketAddr>,
+    terminating: Vec<SocketAddr>,
+    /// Parts of slices skipped, for the Ingress's issues.
+    problems: Vec<String>,
 }
 
 #[cfg(test)]
@@ -524,6 +555,59 @@ mod tests {
             run(json!([{"addresses": ["10.0.0.2"]}])),
             vec!["10.0.0.2:8080"]
         );
+    }
+
+    /// EndpointSlices are read with the API's semantics (the shared
+    /// reader): an endpoint is its first address, a missing `serving`
+    /// means true (not `ready`), an address that does not parse is an
+    /// issue on the Ingress (not dropped silently), and a slice port
+    /// matches the Service port by name and protocol.
+    #[test]
+    fn endpoint_slices_are_read_with_the_api_semantics() {
+        let run = |eps: Value, ports: Value| {
+            let mut slice = slice("web-1", eps);
+            if let Object::EndpointSlice(s) = &mut slice {
+                s.ports = serde_json::from_value(ports).unwrap();
+            }
+            let s = Snapshot::from_objects([
+                class("sluice", DEFAULT_CONTROLLER),
+                ingress("a", Some("sluice"), "a.example.com", json!({"number": 80})),
+                service(),
+                slice,
+            ]);
+            compute(&ControllerConfig::default(), &s, &CertStore::new())
+        };
+        let http = || json!([{"name": "http", "port": 8080}]);
+        // The first address only: the others are the same endpoint.
+        let c = run(json!([{"addresses": ["10.0.0.1", "10.0.0.2"]}]), http());
+        assert_eq!(addrs(&c, PortRef::Number(80)), vec!["10.0.0.1:8080"]);
+        // Terminating without `serving`: serving (API default), so used
+        // while nothing is ready.
+        let c = run(
+            json!([{"addresses": ["10.0.0.3"],
+                    "conditions": {"ready": false, "terminating": true}}]),
+            http(),
+        );
+        assert_eq!(addrs(&c, PortRef::Number(80)), vec!["10.0.0.3:8080"]);
+        // An unusable address is reported against the Ingress.
+        let c = run(
+            json!([{"addresses": ["10.0.0.300"]}, {"addresses": ["10.0.0.4"]}]),
+            http(),
+        );
+        assert_eq!(addrs(&c, PortRef::Number(80)), vec!["10.0.0.4:8080"]);
+        assert!(
+            c.issues.iter().any(|i| i.ingress == Some(IngressRef::new("ns", "a"))
+                && i.message
+                    == "endpointslice ns/web-1: endpoint #0: invalid address \"10.0.0.300\"; ignored"),
+            "{:?}",
+            c.issues
+        );
+        // A UDP port of the same name is not the Service's TCP port.
+        let c = run(
+            json!([{"addresses": ["10.0.0.5"]}]),
+            json!([{"name": "http", "port": 5353, "protocol": "UDP"}]),
+        );
+        assert!(addrs(&c, PortRef::Number(80)).is_empty());
     }
 
     #[test]

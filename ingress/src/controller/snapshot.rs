@@ -8,42 +8,11 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+pub use sluice_kube::ObjectKey;
+use sluice_kube::Watched;
 
 /// Label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// Namespace and name of an object (namespace empty for IngressClasses).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// Builds a key.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// The key of an object's metadata.
-    pub fn of(meta: &ObjectMeta) -> Self {
-        Self::new(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
-    }
-}
-
-impl std::fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// The kinds the controller watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,37 +79,36 @@ impl Object {
         }
     }
 
-    /// Its namespace/name.
-    pub fn key(&self) -> ObjectKey {
+    /// Its namespace/name (the kind is in the object, not the key).
+    pub fn key<K>(&self) -> ObjectKey<K> {
         ObjectKey::of(self.meta())
     }
 }
 
-/// A change from a source.
-#[derive(Debug, Clone)]
-pub enum SourceEvent {
-    /// An object was created or updated.
-    Apply(Object),
-    /// An object was deleted.
-    Delete(Object),
-    /// The complete current set of one kind (initial list, re-list, or a
-    /// reloaded manifest directory). Marks the kind synced.
-    Replace(Kind, Vec<Object>),
+impl Watched for Object {
+    type Kind = Kind;
+
+    fn kind(&self) -> Kind {
+        Object::kind(self)
+    }
 }
+
+/// A change from a source.
+pub type SourceEvent = sluice_kube::SourceEvent<Object>;
 
 /// The objects currently known, shared cheaply (`Arc` per object).
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// IngressClasses by name (empty namespace).
-    pub classes: BTreeMap<ObjectKey, Arc<IngressClass>>,
+    pub classes: BTreeMap<ObjectKey<IngressClass>, Arc<IngressClass>>,
     /// Ingresses.
-    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingresses: BTreeMap<ObjectKey<Ingress>, Arc<Ingress>>,
     /// Services.
-    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub services: BTreeMap<ObjectKey<Service>, Arc<Service>>,
     /// EndpointSlices.
-    pub slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub slices: BTreeMap<ObjectKey<EndpointSlice>, Arc<EndpointSlice>>,
     /// Secrets.
-    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub secrets: BTreeMap<ObjectKey<Secret>, Arc<Secret>>,
     synced: BTreeSet<Kind>,
 }
 
@@ -181,34 +149,34 @@ impl Snapshot {
     }
 
     fn put(&mut self, o: Object) {
-        let key = o.key();
         match o {
             Object::IngressClass(o) => {
-                self.classes.insert(key, Arc::new(o));
+                self.classes.insert(ObjectKey::from_object(&o), Arc::new(o));
             }
             Object::Ingress(o) => {
-                self.ingresses.insert(key, Arc::new(o));
+                self.ingresses
+                    .insert(ObjectKey::from_object(&o), Arc::new(o));
             }
             Object::Service(o) => {
-                self.services.insert(key, Arc::new(o));
+                self.services
+                    .insert(ObjectKey::from_object(&o), Arc::new(o));
             }
             Object::EndpointSlice(o) => {
-                self.slices.insert(key, Arc::new(o));
+                self.slices.insert(ObjectKey::from_object(&o), Arc::new(o));
             }
             Object::Secret(o) => {
-                self.secrets.insert(key, Arc::new(o));
+                self.secrets.insert(ObjectKey::from_object(&o), Arc::new(o));
             }
         }
     }
 
     fn remove(&mut self, o: &Object) {
-        let key = o.key();
         match o.kind() {
-            Kind::IngressClass => drop(self.classes.remove(&key)),
-            Kind::Ingress => drop(self.ingresses.remove(&key)),
-            Kind::Service => drop(self.services.remove(&key)),
-            Kind::EndpointSlice => drop(self.slices.remove(&key)),
-            Kind::Secret => drop(self.secrets.remove(&key)),
+            Kind::IngressClass => drop(self.classes.remove(&o.key())),
+            Kind::Ingress => drop(self.ingresses.remove(&o.key())),
+            Kind::Service => drop(self.services.remove(&o.key())),
+            Kind::EndpointSlice => drop(self.slices.remove(&o.key())),
+            Kind::Secret => drop(self.secrets.remove(&o.key())),
         }
     }
 

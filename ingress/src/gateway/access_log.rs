@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::body::BoxError;
 use super::config::AccessLogFormat;
 use super::metrics::Metrics;
+use super::server::RequestGuard;
 
 /// Everything one access log line says.
 #[derive(Debug, Clone, Default)]
@@ -55,12 +56,22 @@ pub(crate) struct Completion {
     pub(crate) start: Instant,
     pub(crate) format: AccessLogFormat,
     pub(crate) metrics: Metrics,
-    /// Dropped with the record: endpoint in-flight and connection guards.
+    /// The request on its connection; told whether the response went out.
+    pub(crate) request: Option<RequestGuard>,
+    /// Whether the response body failed (the upstream broke it).
+    pub(crate) failed: bool,
+    /// Dropped with the record: endpoint in-flight count, connection
+    /// slots.
     pub(crate) _guards: Vec<Box<dyn Send>>,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        if let Some(g) = self.request.as_mut()
+            && (self.record.complete || self.failed)
+        {
+            g.answered();
+        }
         let r = &self.record;
         self.metrics.request(&r.ingress, &r.service, r.status);
         if self.format == AccessLogFormat::Off {
@@ -146,16 +157,25 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let r = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let r = ready!(this.inner.as_mut().poll_frame(cx));
         match &r {
             Some(Ok(f)) => {
-                if let (Some(d), Some(c)) = (f.data_ref(), this.completion.as_mut()) {
-                    c.record.bytes += d.len() as u64;
+                if let Some(c) = this.completion.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        c.record.bytes += d.len() as u64;
+                    }
+                    // hyper stops polling a body that says it has ended
+                    // (HTTP/2 sends END_STREAM with its last frame).
+                    if this.inner.is_end_stream() {
+                        c.record.complete = true;
+                    }
                 }
             }
             Some(Err(_)) => {
-                this.completion.take();
+                if let Some(mut c) = this.completion.take() {
+                    c.failed = true;
+                }
             }
             None => {
                 if let Some(mut c) = this.completion.take() {

@@ -45,6 +45,25 @@ pub struct GatewayConfig {
     pub upstream: UpstreamConfig,
     /// How access log lines are written.
     pub access_log: AccessLogFormat,
+    /// Whether request headers whose names contain `_` are forwarded.
+    /// `false` (the default) drops them, as nginx does
+    /// (`underscores_in_headers off`; ingress-nginx's
+    /// `enable-underscores-in-headers: false`): CGI and WSGI backends turn
+    /// `-` and `_` into the same variable, so `X_Forwarded_For` would
+    /// stand beside the gateway's own `X-Forwarded-For`.
+    pub allow_underscores_in_headers: bool,
+    /// `Upgrade` protocols tunnelled besides `websocket` (lower case). An
+    /// upgrade request offering anything else is forwarded as a plain
+    /// request without its `Upgrade`: an `h2c` upgrade would give the
+    /// client an HTTP/2 connection to the backend on which it reaches
+    /// paths the route table never saw (h2c smuggling).
+    pub upgrade_protocols: Vec<String>,
+    /// Whether an HTTPS request whose Host the certificate chosen by the
+    /// client's SNI does not cover is answered 421 Misdirected Request
+    /// (RFC 9110 §15.5.20), so that a client retries on a connection of
+    /// its own for that host. Only when SNI chose a certificate of an
+    /// Ingress; the default certificate claims no host.
+    pub strict_sni_host: bool,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +80,9 @@ impl Default for GatewayConfig {
             default_certificate: None,
             upstream: UpstreamConfig::default(),
             access_log: AccessLogFormat::default(),
+            allow_underscores_in_headers: false,
+            upgrade_protocols: Vec::new(),
+            strict_sni_host: true,
         }
     }
 }
@@ -83,6 +105,14 @@ pub struct Limits {
     pub max_request_body: u64,
     /// Concurrent HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
+    /// HTTP/2 streams of one client connection that may end without their
+    /// response — reset by the client after the gateway accepted them, or
+    /// reset by the gateway for the client's protocol errors — while such
+    /// streams outnumber the completed ones; one more and the connection
+    /// gets GOAWAY ENHANCE_YOUR_CALM. 0 = no limit. (Streams reset before
+    /// they were accepted, the textbook rapid reset, are the h2 layer's
+    /// own limit.)
+    pub max_stream_resets: u32,
 }
 
 impl Default for Limits {
@@ -92,6 +122,7 @@ impl Default for Limits {
             max_headers: 100,
             max_request_body: 1024 * 1024,
             max_concurrent_streams: 128,
+            max_stream_resets: 100,
         }
     }
 }
@@ -113,6 +144,10 @@ pub struct Timeouts {
     pub upstream_read: Duration,
     /// How long graceful shutdown waits for in-flight requests.
     pub drain: Duration,
+    /// How long the listeners keep accepting after the shutdown signal
+    /// (while readiness already fails, so load balancers and Endpoints
+    /// controllers have time to stop sending), before draining starts.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -123,6 +158,7 @@ impl Default for Timeouts {
             upstream_connect: Duration::from_secs(5),
             upstream_read: Duration::from_secs(60),
             drain: Duration::from_secs(30),
+            shutdown_grace: Duration::ZERO,
         }
     }
 }
@@ -141,6 +177,17 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per endpoint.
     pub pool_max_idle_per_endpoint: usize,
+    /// Upstream HTTP/1.1 connections in use, in total (0 = no cap). A
+    /// request over this or the next two caps waits for a slot at most the
+    /// upstream connect timeout, then gets 503
+    /// ([`crate::gateway::upstream::slots`]).
+    pub max_connections: usize,
+    /// Upstream HTTP/1.1 connections in use per endpoint (0 = no cap).
+    pub max_connections_per_endpoint: usize,
+    /// Upstream HTTP/1.1 connections in use per client connection: how
+    /// many of an HTTP/2 client's concurrent streams are forwarded at
+    /// once (0 = no cap).
+    pub max_connections_per_client: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -151,6 +198,9 @@ impl Default for UpstreamConfig {
             connect_retries: 2,
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_endpoint: 64,
+            max_connections: 4096,
+            max_connections_per_endpoint: 1024,
+            max_connections_per_client: 32,
         }
     }
 }

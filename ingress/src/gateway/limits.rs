@@ -3,9 +3,10 @@
 //! * [`check_content_length`]: a declared `Content-Length` above the limit
 //!   is refused (413) before any upstream is contacted.
 //! * [`LimitedBody`]: a streamed (chunked or h2) body that grows past the
-//!   limit ends with [`BodyTooLarge`]; the wrapper also raises a shared
-//!   flag so the gateway answers 413 rather than 502 when the upstream
-//!   request fails because of it.
+//!   limit ends with [`BodyTooLarge`], and an error of the client's body
+//!   becomes a [`ClientBodyError`]; the upstream client fails with that
+//!   error as its cause, which is how the gateway knows to answer 413
+//!   rather than 502 ([`crate::gateway::stages::forward`]).
 //! * [`ReadTimeoutBody`]: an upstream response body that stalls longer
 //!   than the read timeout between two frames ends with
 //!   [`UpstreamReadTimeout`] (nginx's `proxy_read_timeout` semantics).
@@ -15,8 +16,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -31,6 +30,14 @@ use super::body::BoxError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("request body larger than {0} bytes")]
 pub struct BodyTooLarge(pub u64);
+
+/// The client's request body failed: broken framing (hyper's HTTP/1
+/// decoder or the h2 layer refused it) or the client went away in the
+/// middle. Distinguishes the client's fault (400) from the upstream's
+/// (502) when the upstream exchange fails with it as its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("request body: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// An upstream response body stalled longer than the read timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -61,18 +68,16 @@ pin_project_lite::pin_project! {
         inner: B,
         remaining: u64,
         limit: u64,
-        exceeded: Arc<AtomicBool>,
     }
 }
 
 impl<B> LimitedBody<B> {
-    /// Wraps `inner`; `exceeded` is set when the limit is hit.
-    pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    /// Wraps `inner`.
+    pub fn new(inner: B, limit: u64) -> Self {
         Self {
             inner,
             remaining: if limit == 0 { u64::MAX } else { limit },
             limit,
-            exceeded,
         }
     }
 }
@@ -95,7 +100,6 @@ where
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > *this.remaining {
-                        this.exceeded.store(true, Ordering::Release);
                         *this.remaining = 0;
                         return Poll::Ready(Some(Err(BodyTooLarge(*this.limit).into())));
                     }
@@ -103,7 +107,7 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e.into()))))),
             None => Poll::Ready(None),
         }
     }
@@ -203,20 +207,12 @@ mod tests {
     #[tokio::test]
     async fn limited_body_cuts_streams() {
         let chunks = (0..4).map(|_| Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"abcd"))));
-        let flag = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody::new(StreamBody::new(futures_lite_iter(chunks)), 10, flag.clone());
+        let body = LimitedBody::new(StreamBody::new(futures_lite_iter(chunks)), 10);
         let err = body.collect().await.unwrap_err();
         assert!(err.downcast_ref::<BodyTooLarge>().is_some());
-        assert!(flag.load(Ordering::Acquire));
 
-        let flag = Arc::new(AtomicBool::new(false));
-        let ok = LimitedBody::new(
-            Full::new(Bytes::from_static(b"0123456789")),
-            10,
-            flag.clone(),
-        );
+        let ok = LimitedBody::new(Full::new(Bytes::from_static(b"0123456789")), 10);
         assert_eq!(ok.collect().await.unwrap().to_bytes().len(), 10);
-        assert!(!flag.load(Ordering::Acquire));
     }
 
     #[tokio::test(start_paused = true)]

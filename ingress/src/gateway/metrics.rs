@@ -10,6 +10,10 @@
 //! | `sluice_ingress_config_reloads` | counter | |
 //! | `sluice_ingress_upstream_connect_failures` | counter | `service` |
 //! | `sluice_ingress_upstream_ejections` | counter | `service` |
+//! | `sluice_ingress_upstream_connects` | counter | `service` (new HTTP/1.1 connections) |
+//! | `sluice_ingress_upstream_queue_timeouts` | counter | `service`, `limit` (`total`, `endpoint`, `client connection`): requests answered 503 for want of a connection slot |
+//! | `sluice_ingress_http2_stream_resets` | counter | | streams that ended without their response (reset by the client after they were accepted, or by the gateway for a protocol error) |
+//! | `sluice_ingress_http2_calm_goaways` | counter | | connections closed with GOAWAY ENHANCE_YOUR_CALM for too many such resets |
 //!
 //! Requests answered by the gateway itself have `ingress` and `service`
 //! set to `""` when no route applied.
@@ -34,6 +38,12 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusyLabels {
+    service: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -41,6 +51,14 @@ struct ListenerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+/// `sluice_ingress_http2_stream_resets` and `_calm_goaways`, held by each
+/// client connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ResetCounters {
+    pub(crate) resets: Counter,
+    pub(crate) calm_goaways: Counter,
 }
 
 /// The gateway's metrics. Cheap to clone (shared handles).
@@ -53,6 +71,10 @@ pub struct Metrics {
     config_reloads: Counter,
     connect_failures: Family<ServiceLabels, Counter>,
     ejections: Family<ServiceLabels, Counter>,
+    connects: Family<ServiceLabels, Counter>,
+    queue_timeouts: Family<BusyLabels, Counter>,
+    stream_resets: Counter,
+    calm_goaways: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,6 +122,26 @@ impl Metrics {
             "Endpoints ejected after consecutive connect failures",
             m.ejections.clone(),
         );
+        r.register(
+            "upstream_connects",
+            "New HTTP/1.1 connections to endpoints",
+            m.connects.clone(),
+        );
+        r.register(
+            "upstream_queue_timeouts",
+            "Requests answered 503 for want of an upstream connection slot, by cap",
+            m.queue_timeouts.clone(),
+        );
+        r.register(
+            "http2_stream_resets",
+            "HTTP/2 streams that ended without their response",
+            m.stream_resets.clone(),
+        );
+        r.register(
+            "http2_calm_goaways",
+            "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for too many stream resets",
+            m.calm_goaways.clone(),
+        );
         m
     }
 
@@ -113,6 +155,10 @@ impl Metrics {
             config_reloads: Counter::default(),
             connect_failures: Family::default(),
             ejections: Family::default(),
+            connects: Family::default(),
+            queue_timeouts: Family::default(),
+            stream_resets: Counter::default(),
+            calm_goaways: Counter::default(),
         }
     }
 
@@ -166,6 +212,31 @@ impl Metrics {
             self.ejections.get_or_create(&l).inc();
         }
     }
+
+    pub(crate) fn upstream_connected(&self, service: &str) {
+        self.connects
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn upstream_queue_timeout(&self, service: &str, limit: &str) {
+        self.queue_timeouts
+            .get_or_create(&BusyLabels {
+                service: service.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The counters a connection bumps itself, for as long as it lives.
+    pub(crate) fn reset_counters(&self) -> ResetCounters {
+        ResetCounters {
+            resets: self.stream_resets.clone(),
+            calm_goaways: self.calm_goaways.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +253,11 @@ mod tests {
         m.tls_handshake(true);
         m.config_reload();
         m.connect_failure("ns/web:80", true);
+        m.upstream_connected("ns/web:80");
+        m.upstream_queue_timeout("ns/web:80", "total");
+        let c = m.reset_counters();
+        c.resets.inc_by(3);
+        c.calm_goaways.inc();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
         for want in [
@@ -191,6 +267,10 @@ mod tests {
             "sluice_ingress_tls_handshakes_total{result=\"ok\"} 1",
             "sluice_ingress_config_reloads_total 1",
             "sluice_ingress_upstream_ejections_total{service=\"ns/web:80\"} 1",
+            "sluice_ingress_upstream_connects_total{service=\"ns/web:80\"} 1",
+            "sluice_ingress_upstream_queue_timeouts_total{service=\"ns/web:80\",limit=\"total\"} 1",
+            "sluice_ingress_http2_stream_resets_total 3",
+            "sluice_ingress_http2_calm_goaways_total 1",
         ] {
             assert!(out.contains(want), "{want} not in\n{out}");
         }

@@ -11,11 +11,16 @@
 //! * [`server`]: listeners, HTTP/1.1 + HTTP/2 connections, head and idle
 //!   timeouts, graceful shutdown;
 //! * [`tls`]: certificate store, SNI selection, rustls configuration;
-//! * [`service`]: the request path (hygiene, routing, redirects, errors);
+//! * [`service`]: the request handler per connection, which runs the
+//!   request path's [`stages`] (resolve → redirect → backend → limits →
+//!   forward → finish; new per-route policies are new stages there);
 //! * [`proxy`]: hop-by-hop and `X-Forwarded-*` header rewriting;
 //! * [`limits`]: body limit and upstream read timeout;
 //! * [`upstream`]: endpoint balancing, ejection, pooled clients, retries;
 //! * [`errors`]: the gateway's own responses;
+//! * [`wire`]: what is read from the raw bytes beside hyper (a `#` in an
+//!   HTTP/1 target; HTTP/2 frame boundaries for the gateway's own GOAWAY);
+//! * [`flags`]: the gateway's command-line flags;
 //! * [`access_log`] and [`metrics`].
 //!
 //! ```no_run
@@ -34,14 +39,17 @@ pub mod access_log;
 pub mod body;
 pub mod config;
 pub mod errors;
+pub mod flags;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod service;
+pub(crate) mod stages;
 pub mod tls;
 pub mod upstream;
+pub(crate) mod wire;
 
 use std::collections::HashMap;
 use std::io;
@@ -55,6 +63,7 @@ pub use config::{
     AccessLogFormat, GatewayConfig, Limits, Timeouts, TrustedProxies, UpstreamConfig,
 };
 pub use errors::LocalError;
+pub use flags::GatewayFlags;
 pub use metrics::Metrics;
 pub use routing::{AppProtocol, EndpointSet, Endpoints, Routing, ServiceKey};
 pub use server::Server;
@@ -111,7 +120,7 @@ impl Gateway {
             Some(c) => c.clone(),
             None => Arc::new(self_signed_certificate(&["sluice-ingress.invalid"])?),
         };
-        let registry = Registry::default();
+        let registry = Registry::new(config.upstream.max_connections_per_endpoint);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::bind(
             Routing::default(),
             &registry,
@@ -182,7 +191,11 @@ impl Gateway {
                 peer,
                 local,
                 tls,
-                state: Arc::new(server::ConnState::new()),
+                sni: None,
+                state: Arc::new(server::ConnState::for_client(
+                    &self.shared.config,
+                    &self.shared.metrics,
+                )),
             }),
         )
     }

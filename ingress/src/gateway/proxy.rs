@@ -12,6 +12,13 @@
 //!   and the peer is appended to `X-Forwarded-For`; `X-Real-IP` is then
 //!   the right-most untrusted address of that chain. From anyone else they
 //!   are replaced, and `Forwarded` is removed.
+//! * Header names with `_` are dropped unless allowed (nginx's
+//!   `underscores_in_headers off`): a CGI/WSGI backend would read
+//!   `X_Forwarded_For` as `X-Forwarded-For`.
+//! * `Host` and `X-Forwarded-Host` carry the normalized host ([`upstream_host`]).
+//! * Only `websocket` and configured `Upgrade` protocols make an upgrade
+//!   ([`is_upgrade`]); anything else goes as a plain request without its
+//!   `Upgrade` header (no `h2c` smuggling).
 
 use std::net::IpAddr;
 
@@ -27,14 +34,57 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Whether a request asks for a protocol upgrade (`Connection: upgrade`
-/// plus an `Upgrade` header).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+/// Whether a request asks for a protocol upgrade the gateway tunnels:
+/// `Connection: upgrade`, and an `Upgrade` header every offered protocol
+/// of which is `websocket` or one of `allowed` (lower case). Offering one
+/// other protocol is enough to refuse the upgrade: the backend might
+/// pick it.
+pub fn is_upgrade(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let mut offered = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(tokens)
+        .peekable();
+    offered.peek().is_some()
+        && offered.all(|t| {
+            t.eq_ignore_ascii_case("websocket") || allowed.iter().any(|a| t.eq_ignore_ascii_case(a))
+        })
         && headers
             .get_all(header::CONNECTION)
             .iter()
             .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case("upgrade")))
+}
+
+/// Removes the headers whose names contain `_`.
+pub fn drop_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// The host sent upstream, as ingress-nginx's `$host` spells it: lower
+/// case, no trailing dot, no port when it is the scheme's default (80 for
+/// plain HTTP, 443 for HTTPS). `None` when `raw` is no valid host (the
+/// header then goes as received).
+pub fn upstream_host(raw: &str, tls: bool) -> Option<String> {
+    let host = crate::routes::host::normalize_request_host(raw)?;
+    let port = match raw.rfind(']') {
+        Some(end) => raw[end + 1..].strip_prefix(':'),
+        None => raw.rsplit_once(':').map(|(_, p)| p),
+    };
+    let default = if tls { 443 } else { 80 };
+    Some(match port.and_then(|p| p.parse::<u16>().ok()) {
+        Some(p) if p != default => format!("{host}:{p}"),
+        _ => host,
+    })
 }
 
 fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
@@ -156,14 +206,19 @@ fn set_if_absent(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// Prepares request headers for the upstream: hop-by-hop and framing
-/// headers removed, `Host` set to the routed host, forwarding headers set.
+/// Prepares request headers for the upstream: names with `_` dropped
+/// unless `allow_underscores`, hop-by-hop and framing headers removed,
+/// `Host` set to `client.host`, forwarding headers set.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     client: &ClientSide<'_>,
     trusted: &TrustedProxies,
     upgrade: bool,
+    allow_underscores: bool,
 ) {
+    if !allow_underscores {
+        drop_underscored(headers);
+    }
     strip_hop_by_hop(headers, upgrade);
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::EXPECT);
@@ -214,12 +269,48 @@ mod tests {
             ("upgrade", "websocket"),
             ("te", "trailers"),
         ]);
-        assert!(is_upgrade(&m));
+        assert!(is_upgrade(&m, &[]));
         strip_hop_by_hop(&mut m, true);
         assert_eq!(m["upgrade"], "websocket");
         assert_eq!(m["connection"], "upgrade");
         assert_eq!(m["te"], "trailers");
-        assert!(!is_upgrade(&h(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade(&h(&[("upgrade", "websocket")]), &[]));
+    }
+
+    #[test]
+    fn only_allowed_upgrade_protocols() {
+        let up = |p: &str| h(&[("connection", "keep-alive, Upgrade"), ("upgrade", p)]);
+        let extra = ["foo/2".to_owned()];
+        assert!(is_upgrade(&up("WebSocket"), &[]));
+        assert!(!is_upgrade(&up("h2c"), &[]));
+        assert!(!is_upgrade(&up("websocket, h2c"), &[]));
+        assert!(!is_upgrade(&up("foo/2"), &[]));
+        assert!(is_upgrade(&up("foo/2, websocket"), &extra));
+        assert!(!is_upgrade(&up(""), &extra));
+    }
+
+    #[test]
+    fn underscored_names_dropped() {
+        let mut m = h(&[("x_real_ip", "6.6.6.6"), ("x-real-ip", "1"), ("a_b", "2")]);
+        drop_underscored(&mut m);
+        let names: Vec<&str> = m.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-real-ip"]);
+    }
+
+    #[test]
+    fn upstream_hosts() {
+        for (raw, tls, want) in [
+            ("ApP.tEsT.:80", false, Some("app.test")),
+            ("app.test:443", true, Some("app.test")),
+            ("app.test:443", false, Some("app.test:443")),
+            ("APP.test:8080", false, Some("app.test:8080")),
+            ("app.test.", true, Some("app.test")),
+            ("[::1]:80", false, Some("[::1]")),
+            ("[::1]:81", false, Some("[::1]:81")),
+            ("bad host", false, None),
+        ] {
+            assert_eq!(upstream_host(raw, tls).as_deref(), want, "{raw}");
+        }
     }
 
     fn client(peer: &str) -> ClientSide<'static> {
@@ -277,6 +368,7 @@ mod tests {
             &mut m,
             &client("192.0.2.1"),
             &TrustedProxies::default(),
+            false,
             false,
         );
         assert_eq!(m["host"], "a.test");

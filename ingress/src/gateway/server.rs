@@ -18,29 +18,55 @@
 //!   flight (a stalled client) is dropped.
 //! * **TLS handshake**: bounded by the head timeout.
 //!
+//! **Idle memory.** A connection holds only its socket and a small task
+//! until the client's first byte (`Connection::first_bytes`); the
+//! parser, its buffers and the watchdog are made (and boxed) after it. A
+//! plain connection that says nothing is closed after the idle timeout, a
+//! TLS one after the head timeout. 10,000 such connections cost 1.7 kB
+//! each (RELIABILITY.md; 3.4 kB with the parser made at accept).
+//!
 //! Graceful shutdown stops accepting, asks every connection to finish
 //! (HTTP/1 closes after the response in flight, HTTP/2 sends GOAWAY) and
 //! waits up to [`Timeouts::drain`](super::config::Timeouts).
+//!
+//! **HTTP/2 stream resets.** Every stream that ends without its response
+//! (the client reset it after hyper accepted it, or the h2 layer reset it
+//! for the client's protocol error) counts against the connection's
+//! budget ([`Limits::max_stream_resets`](super::config::Limits)) while
+//! such streams outnumber completed ones; over it, the IO wrapper writes a
+//! GOAWAY ENHANCE_YOUR_CALM between two of hyper's frames
+//! ([`super::wire::H2Frames`]) and ends the connection. Streams reset
+//! before they were accepted (the textbook rapid reset) are the h2
+//! layer's own budget, which answers the same way.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
+use super::config::GatewayConfig;
+use super::metrics::{Metrics, ResetCounters};
 use super::service::{ConnCtx, GatewayService};
+use super::upstream::slots;
+use super::wire::{H2_PREFACE, H2Frames, RequestLineScan};
+
+/// GOAWAY's error code for a peer that misbehaves (RFC 9113 §7).
+const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// Per-connection activity, shared by the IO wrapper, the request
 /// handler and the watchdog.
@@ -52,24 +78,118 @@ pub(crate) struct ConnState {
     head_started_ms: AtomicU64,
     in_flight: AtomicUsize,
     h2: AtomicBool,
+    /// Fingerprint of the latest HTTP/1 request line whose target had a
+    /// `#` ([`super::wire::RequestLineScan`]); 0 = none.
+    fragment: AtomicU64,
+    /// HTTP/2 streams that ended without their response, and with it.
+    resets: AtomicU32,
+    completed: AtomicU32,
+    max_resets: u32,
+    /// Over the reset budget: the IO writes GOAWAY ENHANCE_YOUR_CALM.
+    calm: AtomicBool,
+    /// Where resets and GOAWAYs are counted (none for tunnels).
+    counters: Option<ResetCounters>,
+    /// The connection task's read waker, to get the GOAWAY written.
+    io_waker: AtomicWaker,
+    /// Slots for this connection's HTTP/1.1 upstream exchanges, made on
+    /// first use (an HTTP/1 client never has two at once).
+    upstream_slots: OnceLock<Arc<Semaphore>>,
+    max_upstream: usize,
 }
 
 impl ConnState {
+    /// A state without reset budget or upstream cap (tunnels, tests).
     pub(crate) fn new() -> Self {
+        Self::with_limits(0, 0, None)
+    }
+
+    /// A client connection's state under `config`'s limits, counting into
+    /// `metrics`.
+    pub(crate) fn for_client(config: &GatewayConfig, metrics: &Metrics) -> Self {
+        Self::with_limits(
+            config.limits.max_stream_resets,
+            config.upstream.max_connections_per_client,
+            Some(metrics.reset_counters()),
+        )
+    }
+
+    fn with_limits(max_resets: u32, max_upstream: usize, counters: Option<ResetCounters>) -> Self {
         Self {
             epoch: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
+            fragment: AtomicU64::new(0),
+            resets: AtomicU32::new(0),
+            completed: AtomicU32::new(0),
+            max_resets,
+            calm: AtomicBool::new(false),
+            counters,
+            io_waker: AtomicWaker::new(),
+            upstream_slots: OnceLock::new(),
+            max_upstream,
         }
+    }
+
+    /// The slots capping this connection's HTTP/1.1 upstream exchanges;
+    /// `None` without a cap.
+    pub(crate) fn upstream_slots(&self) -> Option<&Arc<Semaphore>> {
+        (self.max_upstream > 0).then(|| {
+            self.upstream_slots
+                .get_or_init(|| slots::semaphore(self.max_upstream))
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_fragment(&self, f: u64) {
+        self.fragment.store(f, Ordering::Relaxed);
+    }
+
+    /// Takes the fingerprint of a request line with a `#` seen since the
+    /// last call.
+    pub(crate) fn take_fragment(&self) -> Option<u64> {
+        match self.fragment.swap(0, Ordering::Relaxed) {
+            0 => None,
+            f => Some(f),
+        }
+    }
+
+    /// An HTTP/2 stream ended, `answered` or not; over the budget the
+    /// connection is told to calm down.
+    fn stream_ended(&self, answered: bool) {
+        if answered {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let resets = self.resets.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(c) = &self.counters {
+            c.resets.inc();
+        }
+        if self.max_resets > 0
+            && resets > self.max_resets
+            && resets > self.completed.load(Ordering::Relaxed)
+            && !self.calm.swap(true, Ordering::AcqRel)
+        {
+            if let Some(c) = &self.counters {
+                c.calm_goaways.inc();
+            }
+            self.io_waker.wake();
+        }
+    }
+
+    /// Whether the connection went over its reset budget.
+    pub(crate) fn calmed(&self) -> bool {
+        self.calm.load(Ordering::Acquire)
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn on_read(&self) {
+    /// Bytes arrived; true when they start a new HTTP/1 request head
+    /// (none in flight, none pending).
+    fn on_read(&self) -> bool {
         let now = self.now_ms();
         self.last_activity_ms.store(now, Ordering::Relaxed);
         if !self.h2.load(Ordering::Relaxed)
@@ -77,7 +197,9 @@ impl ConnState {
             && self.head_started_ms.load(Ordering::Relaxed) == 0
         {
             self.head_started_ms.store(now + 1, Ordering::Relaxed);
+            return true;
         }
+        false
     }
 
     fn on_write(&self) {
@@ -93,7 +215,11 @@ impl ConnState {
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
-        RequestGuard(self.clone())
+        RequestGuard {
+            state: self.clone(),
+            h2,
+            answered: false,
+        }
     }
 
     /// What the watchdog should do now.
@@ -127,44 +253,154 @@ enum Verdict {
     Stalled,
 }
 
-/// Marks a request finished on drop.
+/// Marks a request finished on drop; an HTTP/2 request dropped before
+/// [`RequestGuard::answered`] counts as a reset stream.
 #[derive(Debug)]
-pub(crate) struct RequestGuard(Arc<ConnState>);
+pub(crate) struct RequestGuard {
+    state: Arc<ConnState>,
+    h2: bool,
+    answered: bool,
+}
+
+impl RequestGuard {
+    /// The response went out whole (or failed on the upstream's side):
+    /// the stream was not reset by or for the client.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
+    }
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.on_write();
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.state.on_write();
+        if self.h2 {
+            self.state.stream_ended(self.answered);
+        }
+    }
+}
+
+/// What the IO wrapper reads from the raw bytes ([`super::wire`]).
+#[derive(Debug, Default)]
+struct Wire {
+    /// Bytes of the HTTP/2 preface matched so far; [`Wire::NOT_H2`] once
+    /// the connection is known to be HTTP/1.
+    preface: u8,
+    line: RequestLineScan,
+    /// Frames written, on an HTTP/2 connection.
+    out: H2Frames,
+    /// Bytes of the gateway's own GOAWAY written.
+    goaway_sent: u8,
+}
+
+impl Wire {
+    const NOT_H2: u8 = u8::MAX;
+
+    fn is_h2(&self) -> bool {
+        usize::from(self.preface) == H2_PREFACE.len()
+    }
+
+    fn on_read(&mut self, bytes: &[u8], head_started: bool, state: &ConnState) {
+        if usize::from(self.preface) < H2_PREFACE.len() {
+            for &b in bytes
+                .iter()
+                .take(H2_PREFACE.len() - usize::from(self.preface))
+            {
+                if b == H2_PREFACE[usize::from(self.preface)] {
+                    self.preface += 1;
+                } else {
+                    self.preface = Self::NOT_H2;
+                    break;
+                }
+            }
+            if self.is_h2() {
+                state.h2.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.is_h2() {
+            return;
+        }
+        if head_started {
+            self.line.start();
+        }
+        if let Some(f) = self.line.feed(bytes) {
+            state.fragment.store(f, Ordering::Relaxed);
+        }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// An IO object that records activity into a [`ConnState`].
+    /// An IO object that records activity into a [`ConnState`], feeds the
+    /// raw-byte scanners of [`super::wire`], and writes the gateway's own
+    /// GOAWAY when the connection went over its reset budget.
     pub(crate) struct TrackedIo<T> {
         #[pin]
         inner: T,
         state: Arc<ConnState>,
+        wire: Wire,
     }
 }
 
 impl<T> TrackedIo<T> {
     pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
         state.on_write();
-        Self { inner, state }
+        Self {
+            inner,
+            state,
+            wire: Wire::default(),
+        }
     }
 }
 
-impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
+/// Writes GOAWAY ENHANCE_YOUR_CALM (resuming a partial write) and flushes.
+fn poll_goaway<T: AsyncWrite>(
+    mut inner: Pin<&mut T>,
+    cx: &mut Context<'_>,
+    wire: &mut Wire,
+) -> Poll<io::Result<()>> {
+    let frame = H2Frames::goaway(ENHANCE_YOUR_CALM);
+    while usize::from(wire.goaway_sent) < frame.len() {
+        let n = ready!(
+            inner
+                .as_mut()
+                .poll_write(cx, &frame[usize::from(wire.goaway_sent)..])
+        )?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        wire.goaway_sent += u8::try_from(n).unwrap_or(u8::MAX);
+    }
+    inner.poll_flush(cx)
+}
+
+fn calmed_down() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "HTTP/2 stream reset budget exceeded: GOAWAY ENHANCE_YOUR_CALM sent",
+    )
+}
+
+impl<T: AsyncRead + AsyncWrite> AsyncRead for TrackedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
+        if this.wire.is_h2() && this.state.calmed() && this.wire.out.at_boundary() {
+            // Nothing of hyper's is half written: say goodbye, then EOF.
+            ready!(poll_goaway(this.inner.as_mut(), cx, this.wire))?;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.state.on_read();
+        match r {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let head = this.state.on_read();
+                this.wire.on_read(&buf.filled()[before..], head, this.state);
+            }
+            Poll::Pending if this.wire.is_h2() => this.state.io_waker.register(cx.waker()),
+            _ => {}
         }
         r
     }
@@ -176,10 +412,25 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
+        let mut this = self.project();
+        let mut buf = buf;
+        let h2 = this.wire.is_h2();
+        if h2 && this.state.calmed() {
+            if this.wire.out.at_boundary() {
+                ready!(poll_goaway(this.inner.as_mut(), cx, this.wire))?;
+                return Poll::Ready(Err(calmed_down()));
+            }
+            // Finish hyper's frame first, then the GOAWAY.
+            buf = &buf[..buf.len().min(this.wire.out.until_boundary())];
+        }
         let r = this.inner.poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
             this.state.on_write();
+            if h2 {
+                this.wire.out.feed(&buf[..n]);
+            }
         }
         r
     }
@@ -189,10 +440,27 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.wire.is_h2() && self.state.calmed() {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            return self.poll_write(cx, first);
+        }
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
             this.state.on_write();
+            if this.wire.is_h2() {
+                let mut left = n;
+                for b in bufs {
+                    let take = left.min(b.len());
+                    this.wire.out.feed(&b[..take]);
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
         }
         r
     }
@@ -253,9 +521,9 @@ impl Server {
         self.https.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` resolves, then drains: stops accepting,
-    /// shuts every connection down gracefully and waits for them (at most
-    /// the drain timeout).
+    /// Serves until `shutdown` resolves and the shutdown grace period has
+    /// passed, then drains: stops accepting, shuts every connection down
+    /// gracefully and waits for them (at most the drain timeout).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -273,6 +541,7 @@ impl Server {
         }
         drop(done_tx);
         shutdown.await;
+        tokio::time::sleep(self.shared.config.timeouts.shutdown_grace).await;
         let _ = stop_tx.send(true);
         for l in loops {
             let _ = l.await;
@@ -294,7 +563,12 @@ fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.max_concurrent_streams);
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        // The h2 layer's own count of the streams it resets for protocol
+        // errors, as a backstop to the gateway's budget (ConnState).
+        .max_local_error_reset_streams(
+            (limits.max_stream_resets > 0).then_some(limits.max_stream_resets as usize),
+        );
     b
 }
 
@@ -349,18 +623,56 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve_plain(self, tcp: TcpStream) {
+    /// Waits, holding nothing but the socket, until the client sends its
+    /// first bytes: false when `limit` passes or the server shuts down
+    /// first. A connected client that says nothing costs a small task, not
+    /// a parser with its buffers (the rest of the connection is boxed and
+    /// made only after this).
+    async fn first_bytes(&mut self, tcp: &TcpStream, limit: Duration) -> bool {
+        // `peek`, not `readable`: tokio reports a fresh socket readable
+        // before any byte came.
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            r = tcp.peek(&mut byte) => r.is_ok_and(|n| n > 0),
+            _ = tokio::time::sleep(limit) => false,
+            _ = self.stop.wait_for(|s| *s) => false,
+        }
+    }
+
+    async fn serve_plain(mut self, tcp: TcpStream) {
         let metrics = self.shared.metrics.clone();
         metrics.connection_opened("http");
-        let state = Arc::new(ConnState::new());
-        let io = TrackedIo::new(tcp, state.clone());
-        self.drive(io, state, false).await;
+        // Silence until the idle timeout, as on a keep-alive connection.
+        if self
+            .first_bytes(&tcp, self.shared.config.timeouts.idle)
+            .await
+        {
+            let state = Arc::new(ConnState::for_client(
+                &self.shared.config,
+                &self.shared.metrics,
+            ));
+            let io = TrackedIo::new(tcp, state.clone());
+            Box::pin(self.drive(io, state, None)).await;
+        }
         metrics.connection_closed("http");
     }
 
-    async fn serve_tls(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+    async fn serve_tls(mut self, tcp: TcpStream, acceptor: TlsAcceptor) {
         let metrics = self.shared.metrics.clone();
         metrics.connection_opened("https");
+        // The ClientHello within the head timeout, as the whole handshake.
+        let limit = self.shared.config.timeouts.header_read;
+        if self.first_bytes(&tcp, limit).await {
+            Box::pin(self.handshake_and_drive(tcp, acceptor)).await;
+        } else {
+            metrics.tls_handshake(false);
+            tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+        }
+        metrics.connection_closed("https");
+    }
+
+    async fn handshake_and_drive(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+        let metrics = self.shared.metrics.clone();
         let handshake = tokio::time::timeout(
             self.shared.config.timeouts.header_read,
             acceptor.accept(tcp),
@@ -369,9 +681,19 @@ impl Connection {
         match handshake {
             Ok(Ok(tls)) => {
                 metrics.tls_handshake(true);
-                let state = Arc::new(ConnState::new());
+                let sni = tls
+                    .get_ref()
+                    .1
+                    .server_name()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+                    .into_boxed_str();
+                let state = Arc::new(ConnState::for_client(
+                    &self.shared.config,
+                    &self.shared.metrics,
+                ));
                 let io = TrackedIo::new(tls, state.clone());
-                self.drive(io, state, true).await;
+                self.drive(io, state, Some(sni)).await;
             }
             Ok(Err(e)) => {
                 metrics.tls_handshake(false);
@@ -382,10 +704,10 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, "TLS handshake timed out");
             }
         }
-        metrics.connection_closed("https");
     }
 
-    async fn drive<I>(mut self, io: I, state: Arc<ConnState>, tls: bool)
+    /// Serves the connection; `sni` is `Some` (empty without SNI) on TLS.
+    async fn drive<I>(mut self, io: I, state: Arc<ConnState>, sni: Option<Box<str>>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -395,7 +717,8 @@ impl Connection {
             Arc::new(ConnCtx {
                 peer: self.peer,
                 local: self.local,
-                tls,
+                tls: sni.is_some(),
+                sni: sni.filter(|s| !s.is_empty()),
                 state: state.clone(),
             }),
         );

@@ -40,18 +40,43 @@
 //!   (default) or `"false"`. When the request host has TLS, plain-HTTP
 //!   requests routed to this Ingress's rules get a 308 to HTTPS unless it
 //!   is `"false"`.
+//!
+//! **ingress-nginx mode** ([`build_with`] with
+//! [`BuildOptions::ingress_nginx`]): each Ingress's ingress-nginx
+//! annotations are parsed once into its [`IngressPolicy`] (problems become
+//! [`ProblemKind::Annotation`]; a refused Ingress gets one
+//! [`ProblemKind::Refused`]), and paths follow ingress-nginx's locations
+//! instead of the Ingress specification: see [`crate::routes::nginx`] and
+//! `nginx_build.rs` (conflicts there are host + path as written + path
+//! type, as in ingress-nginx; canary Ingresses add no route of their own).
 
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::annotations::{
+    self, AnnotationConfig, AnnotationProblem, AnnotationProblemKind, IngressPolicy, Refusal,
+};
+
 use super::host::{HostError, HostPattern};
+use super::nginx_build::NginxBuild;
 use super::path::{self, MatchKind, PathError, PathType};
 use super::table::{
-    Backend, DefaultRoute, HostRoutes, IngressRef, Map, PortRef, Route, RouteTable, SecretRef,
-    TlsHost,
+    Backend, CanaryRoute, DefaultRoute, HostRoutes, IngressRef, Map, NginxTable, PortRef, Route,
+    RouteTable, SecretRef, TlsHost,
 };
+
+/// How [`build_with`] reads Ingresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// ingress-nginx mode: read its annotations (with this prefix and these
+    /// ConfigMap settings) and match paths as its nginx locations do.
+    /// `None` (the default): the Ingress specification's semantics, and
+    /// only `sluice.dev/` annotations.
+    pub ingress_nginx: Option<AnnotationConfig>,
+}
 
 /// Per-Ingress opt-out of the HTTP → HTTPS redirect: `"false"` disables it.
 pub const SSL_REDIRECT_ANNOTATION: &str = "sluice.dev/ssl-redirect";
@@ -192,6 +217,28 @@ pub enum ProblemKind {
         /// Its value.
         value: String,
     },
+    /// An ingress-nginx annotation problem (invalid value, snippet,
+    /// unsupported, ignored, unknown).
+    #[error("{0}")]
+    Annotation(AnnotationProblem),
+    /// The Ingress is refused (fail closed): its routes answer 503.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// A regex path the `regex` crate cannot run (look-around,
+    /// back-references, too large); the path is skipped.
+    #[error(
+        "path {path:?} is a regular expression sluice-ingress cannot run ({error}); the path is skipped"
+    )]
+    UnsupportedRegex {
+        /// The path.
+        path: String,
+        /// The regex crate's error.
+        error: String,
+    },
+    /// Something valid that has no effect (a canary without a primary, an
+    /// alias that is taken).
+    #[error("{0}")]
+    Ignored(String),
 }
 
 /// Why a backend was refused.
@@ -226,7 +273,18 @@ pub enum BackendError {
 /// Builds the route table from the Ingresses that are ours. See the module
 /// docs for the rules.
 pub fn build<'a>(ingresses: impl IntoIterator<Item = &'a Ingress>) -> BuildOutput {
-    let mut b = Builder::default();
+    build_with(ingresses, &BuildOptions::default())
+}
+
+/// [`build`] with options (ingress-nginx mode).
+pub fn build_with<'a>(
+    ingresses: impl IntoIterator<Item = &'a Ingress>,
+    options: &BuildOptions,
+) -> BuildOutput {
+    let mut b = Builder {
+        nginx: options.ingress_nginx.clone().map(NginxBuild::new),
+        ..Builder::default()
+    };
     let mut ordered: Vec<(AgeKey, &Ingress)> = Vec::new();
     for ing in ingresses {
         let namespace = ing.metadata.namespace.as_deref().unwrap_or("default");
@@ -272,6 +330,8 @@ struct HostBuild {
 
 #[derive(Default)]
 struct Builder {
+    /// Set in ingress-nginx mode (then `hosts` stays empty).
+    nginx: Option<NginxBuild>,
     hosts: Map<Option<HostPattern>, HostBuild>,
     tls: Map<HostPattern, TlsHost>,
     default: Option<DefaultRoute>,
@@ -288,11 +348,40 @@ impl Builder {
         });
     }
 
+    /// In ingress-nginx mode, parses the Ingress's annotations (recording
+    /// their problems); otherwise the shared default policy.
+    fn policy(&mut self, me: &IngressRef, ing: &Ingress) -> Arc<IngressPolicy> {
+        let Some(nginx) = &self.nginx else {
+            return IngressPolicy::shared_default();
+        };
+        let empty = Default::default();
+        let map = ing.metadata.annotations.as_ref().unwrap_or(&empty);
+        let parsed = annotations::parse(map, &me.namespace, &nginx.config);
+        for p in parsed.problems {
+            // Refusals are reported once, below, with every cause.
+            if p.kind != AnnotationProblemKind::NotEnforced {
+                let field = format!("metadata.annotations[{:?}]", p.annotation);
+                self.problem(me, field, ProblemKind::Annotation(p));
+            }
+        }
+        if let Some(r) = parsed.refusal {
+            self.problem(me, "metadata.annotations".into(), ProblemKind::Refused(r));
+        }
+        Arc::new(parsed.policy)
+    }
+
     fn add(&mut self, me: &IngressRef, ing: &Ingress) {
-        let ssl_redirect = self.bool_annotation(me, ing, SSL_REDIRECT_ANNOTATION, true);
+        let policy = self.policy(me, ing);
+        let ssl_redirect = if self.nginx.is_some() {
+            policy.redirects.ssl_redirect
+        } else {
+            self.bool_annotation(me, ing, SSL_REDIRECT_ANNOTATION, true)
+        };
+        // A canary Ingress only lends its backends to other routes.
+        let canary = self.nginx.is_some() && policy.canary.is_some();
         let Some(spec) = &ing.spec else { return };
 
-        if let Some(db) = &spec.default_backend {
+        if let Some(db) = spec.default_backend.as_ref().filter(|_| !canary) {
             match parse_backend(&me.namespace, db) {
                 Ok(backend) => match &self.default {
                     Some(d) => {
@@ -349,6 +438,39 @@ impl Builder {
                     self.problem(me, field, ProblemKind::InvalidPathType(p.path_type.clone()));
                     continue;
                 };
+                if self.nginx.is_some() {
+                    let backend = match parse_backend(&me.namespace, &p.backend) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.problem(me, field, ProblemKind::InvalidBackend(e));
+                            continue;
+                        }
+                    };
+                    let raw = p.path.clone().unwrap_or_default();
+                    let plain = path::validate_rule_path(path_type, p.path.as_deref());
+                    let nginx = self.nginx.as_mut().expect("nginx mode");
+                    if canary {
+                        let c = CanaryRoute {
+                            backend,
+                            ingress: me.clone(),
+                            policy: policy.clone(),
+                        };
+                        nginx.add_canary(host.clone(), raw, path_type, c, field);
+                    } else {
+                        let route = Route {
+                            backend,
+                            ingress: me.clone(),
+                            host: host.clone(),
+                            path: String::new(),
+                            path_type,
+                            ssl_redirect,
+                            policy: policy.clone(),
+                            canary: None,
+                        };
+                        nginx.add_rule(route, raw, plain, field, &mut self.conflicts);
+                    }
+                    continue;
+                }
                 let path = match path::validate_rule_path(path_type, p.path.as_deref()) {
                     Ok(path) => path,
                     Err(error) => {
@@ -371,10 +493,15 @@ impl Builder {
                     path,
                     path_type,
                     ssl_redirect,
+                    policy: policy.clone(),
+                    canary: None,
                 });
             }
         }
 
+        if canary {
+            return;
+        }
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
             let secret = tls
                 .secret_name
@@ -482,11 +609,17 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> BuildOutput {
+    fn finish(mut self) -> BuildOutput {
         let mut table = RouteTable {
             default: self.default,
             ..RouteTable::default()
         };
+        if let Some(nginx) = self.nginx.take() {
+            table.nginx = Some(NginxTable {
+                http_redirect_code: nginx.config.settings.http_redirect_code,
+            });
+            nginx.finish(&mut table, &mut self.problems);
+        }
         for (host, hb) in self.hosts {
             let mut routes = HostRoutes {
                 exact: hb.exact,

@@ -19,8 +19,9 @@
 //!   or raw backslash, NUL (raw or `%00`), other raw control characters,
 //!   raw space, `#` or non-ASCII bytes, malformed escapes (`%zz`, `%4`),
 //!   a target not starting with `/` (asterisk or authority form), and
-//!   dot-segments carrying path parameters (`..;x`, `.;x`), which Java
-//!   servlet containers resolve as `..` (the Tomcat `..;` bypass).
+//!   dot-segments carrying path parameters (`..;x`, `.;x`, and the same
+//!   with the `;` encoded, `..%3B`), which Java servlet containers resolve
+//!   as `..` (the Tomcat `..;` bypass).
 //! * A trailing slash is kept: it is meaningful for `Exact` paths.
 //!
 //! The query string is split off at the first `?` and returned untouched.
@@ -147,7 +148,7 @@ pub(crate) fn normalize_path(path: &str) -> Result<String, Reject> {
                         out.truncate(parent + 1);
                     }
                 }
-                seg if seg.starts_with(".;") || seg.starts_with("..;") => {
+                seg if is_dot_segment_parameter(seg) => {
                     return Err(Reject::DotSegmentParameter);
                 }
                 _ if !last => out.push('/'),
@@ -162,6 +163,15 @@ pub(crate) fn normalize_path(path: &str) -> Result<String, Reject> {
             i = decode_one(bytes, i, &mut out)?;
         }
     }
+}
+
+/// Whether a decoded segment is a dot-segment with path parameters: `.`
+/// or `..` followed by `;`, raw or as `%3B` (one rule for both: servers
+/// that honour path parameters decode the escape first).
+fn is_dot_segment_parameter(seg: &str) -> bool {
+    seg.strip_prefix("..")
+        .or_else(|| seg.strip_prefix('.'))
+        .is_some_and(|rest| rest.starts_with(';') || rest.starts_with("%3B"))
 }
 
 /// Whether a byte is an RFC 3986 unreserved character.
@@ -235,10 +245,7 @@ pub(crate) fn decode(path: &str) -> Result<String, Reject> {
             i = decode_one(bytes, i, &mut out)?;
         }
     }
-    if out
-        .split('/')
-        .any(|seg| seg.starts_with(".;") || seg.starts_with("..;"))
-    {
+    if out.split('/').any(is_dot_segment_parameter) {
         return Err(Reject::DotSegmentParameter);
     }
     Ok(out)
@@ -318,6 +325,10 @@ mod tests {
             ("/public/..;/admin", Reject::DotSegmentParameter),
             ("/public/%2e%2e;x/admin", Reject::DotSegmentParameter),
             ("/.;/admin", Reject::DotSegmentParameter),
+            ("/public/..%3B/admin", Reject::DotSegmentParameter),
+            ("/public/..%3bx/admin", Reject::DotSegmentParameter),
+            ("/public/%2e%2e%3b/admin", Reject::DotSegmentParameter),
+            ("/.%3B/admin", Reject::DotSegmentParameter),
         ];
         for (input, want) in cases {
             assert_eq!(n(input), Err(want), "{input:?}");

@@ -12,26 +12,41 @@
 //! 3. Per request the gateway calls [`hygiene::normalize`] on the raw request
 //!    target (a [`hygiene::Reject`] is answered 400), then
 //!    [`table::RouteTable::lookup`] with the Host header (or `:authority`)
-//!    and the [`hygiene::NormalizedPath`].
+//!    and the [`hygiene::NormalizedPath`] — or [`table::RouteTable::resolve`],
+//!    which returns what to do ([`resolve::Resolution`]: redirect, deny,
+//!    preflight, forward with the rewritten path) and is the only entry
+//!    point that honours ingress-nginx annotations.
+//!
+//! With [`build::BuildOptions::ingress_nginx`], the table follows
+//! ingress-nginx instead of the Ingress specification: its annotations are
+//! read ([`crate::annotations`]) and paths are matched as its nginx
+//! locations ([`nginx`]): regex hosts, exact twins, the trailing-slash 301.
 //!
 //! Semantics are documented in each module: [`path`] (path types and
 //! precedence), [`host`] (hosts and wildcards), [`hygiene`] (request-path
 //! normalization), [`table`] (lookup order, TLS and redirects), [`mod@build`]
-//! (merging, conflicts, validation, annotations) and [`class`].
+//! (merging, conflicts, validation, annotations), [`nginx`] (ingress-nginx
+//! locations), [`resolve`] (the outcome) and [`class`].
 
 pub mod build;
 pub mod class;
 pub mod host;
 pub mod hygiene;
+pub mod nginx;
+mod nginx_build;
 pub mod path;
+pub mod resolve;
 pub mod table;
 
-pub use build::{BuildOutput, Conflict, ConflictKind, Problem, ProblemKind, build};
+pub use build::{
+    BuildOptions, BuildOutput, Conflict, ConflictKind, Problem, ProblemKind, build, build_with,
+};
 pub use class::{ClassSelector, Selection};
 pub use host::HostPattern;
 pub use hygiene::{NormalizedPath, NormalizedRequest, Reject, normalize};
 pub use path::{MatchKind, PathType};
+pub use resolve::{Forward, Redirect, RedirectReason, RequestFacts, Resolution, Scheme};
 pub use table::{
-    Backend, DefaultRoute, IngressRef, Lookup, PortRef, Route, RouteMatch, RouteTable, SecretRef,
-    TlsHost,
+    Backend, CanaryRoute, DefaultRoute, IngressRef, Lookup, PortRef, Route, RouteMatch, RouteTable,
+    SecretRef, TlsHost,
 };

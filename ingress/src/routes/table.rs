@@ -13,6 +13,12 @@
 //!   is probed from its longest element-prefix down to `/`, skipping
 //!   prefixes deeper than the deepest rule of that host. So a lookup is at
 //!   most a handful of hash probes.
+//! * in ingress-nginx mode a host holds its nginx locations instead
+//!   ([`crate::routes::nginx`]): an exact probe, one probe per distinct
+//!   prefix length, one for the trailing-slash 301, or for a regex host one
+//!   linear `RegexSet` pass over the path (regexes compiled at build time,
+//!   never per request). Aliases and www redirects are one more probe each,
+//!   only when the table has any.
 //!
 //! TLS: the table maps hosts (precise or wildcard, from `spec.tls`) to a
 //! [`TlsHost`]: the Secret to serve (SNI picks the certificate, via
@@ -21,9 +27,13 @@
 //! without a host.
 
 use std::fmt;
+use std::sync::Arc;
+
+use crate::annotations::IngressPolicy;
 
 use super::host::{self, HOST_BUF, HostPattern};
 use super::hygiene::NormalizedPath;
+use super::nginx::{NginxHost, NginxMatch};
 use super::path::PathType;
 
 /// The table's hash map: hashbrown with foldhash, seeded per process.
@@ -156,8 +166,27 @@ pub struct Route {
     pub path: String,
     /// The declared path type.
     pub path_type: PathType,
-    /// The Ingress's `sluice.dev/ssl-redirect` setting (default `true`).
+    /// The Ingress's `sluice.dev/ssl-redirect` setting (default `true`);
+    /// in ingress-nginx mode its `ssl-redirect` annotation.
     pub ssl_redirect: bool,
+    /// The Ingress's ingress-nginx annotations, typed (shared by its
+    /// routes; the default policy when annotations are not read).
+    pub policy: Arc<IngressPolicy>,
+    /// The canary that shares this route's traffic (ingress-nginx mode).
+    pub canary: Option<Arc<CanaryRoute>>,
+}
+
+/// A canary Ingress's backend attached to a route (`canary: "true"`): it
+/// takes the requests its [`crate::annotations::canary::CanaryPolicy`]
+/// picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRoute {
+    /// The canary's backend.
+    pub backend: Backend,
+    /// The canary Ingress.
+    pub ingress: IngressRef,
+    /// The canary Ingress's policy (its `canary` is set).
+    pub policy: Arc<IngressPolicy>,
 }
 
 /// The Ingress default backend that applies to the whole table
@@ -210,10 +239,16 @@ pub(crate) struct HostRoutes {
     pub(crate) prefix: Map<String, Route>,
     /// Deepest prefix key, in elements.
     pub(crate) max_depth: usize,
+    /// In ingress-nginx mode, the host's locations (`exact` and `prefix`
+    /// are then empty).
+    pub(crate) nginx: Option<Box<NginxHost>>,
 }
 
 impl HostRoutes {
-    fn find(&self, path: &str) -> Option<&Route> {
+    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
+        if let Some(n) = &self.nginx {
+            return n.find(path).map(NginxMatch::route);
+        }
         if let Some(r) = self.exact.get(path) {
             return Some(r);
         }
@@ -241,7 +276,14 @@ impl HostRoutes {
     }
 
     fn len(&self) -> usize {
-        self.exact.len() + self.prefix.len()
+        self.exact.len() + self.prefix.len() + self.nginx.as_ref().map_or(0, |n| n.routes().len())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Route> {
+        self.exact
+            .values()
+            .chain(self.prefix.values())
+            .chain(self.nginx.iter().flat_map(|n| n.routes()))
     }
 }
 
@@ -254,22 +296,34 @@ pub struct RouteTable {
     pub(crate) default: Option<DefaultRoute>,
     pub(crate) tls_exact: Map<String, TlsHost>,
     pub(crate) tls_wildcard: Map<String, TlsHost>,
+    /// `server-alias` names → the precise host they stand for.
+    pub(crate) aliases: Map<String, String>,
+    /// `*.parent` aliases by parent → the precise host they stand for.
+    pub(crate) wildcard_aliases: Map<String, String>,
+    /// `from-to-www-redirect`: the other name → the rule host.
+    pub(crate) www_redirects: Map<String, String>,
+    /// Set in ingress-nginx mode.
+    pub(crate) nginx: Option<NginxTable>,
+}
+
+/// Table-wide ingress-nginx settings route resolution needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NginxTable {
+    /// ConfigMap `http-redirect-code`: HTTPS and www redirects.
+    pub(crate) http_redirect_code: u16,
 }
 
 impl RouteTable {
     /// Routes a request. `host` is the raw Host header or `:authority`
     /// (port, case and a trailing dot are tolerated; pass `""` when there
     /// is none); `path` comes from [`crate::routes::hygiene::normalize`].
+    /// In ingress-nginx mode it answers which rule's location matches (for
+    /// nginx's trailing-slash 301, the `<path>/` rule); what to do with the
+    /// request — redirects, rewrites, denial — is [`RouteTable::resolve`].
     pub fn lookup(&self, host: &str, path: &NormalizedPath) -> Lookup<'_> {
         let mut buf = [0u8; HOST_BUF];
         let host = host::normalize_into(host, &mut buf);
-        let routes = host
-            .and_then(|h| {
-                self.exact_hosts
-                    .get(h)
-                    .or_else(|| host::wildcard_parent(h).and_then(|p| self.wildcard_hosts.get(p)))
-            })
-            .unwrap_or(&self.any_host);
+        let routes = self.host_routes(host);
         match routes.find(path.as_str()) {
             Some(route) => {
                 let tls = match (&route.host, host) {
@@ -283,6 +337,38 @@ impl RouteTable {
                 None => Lookup::NoRoute,
             },
         }
+    }
+
+    /// The rules of a normalized request host: precise, then (ingress-nginx
+    /// mode) aliases, then wildcard, then wildcard aliases, then host-less.
+    pub(crate) fn host_routes(&self, host: Option<&str>) -> &HostRoutes {
+        let Some(h) = host else {
+            return &self.any_host;
+        };
+        if let Some(r) = self.exact_hosts.get(h) {
+            return r;
+        }
+        if !self.aliases.is_empty()
+            && let Some(r) = self.aliases.get(h).and_then(|c| self.exact_hosts.get(c))
+        {
+            return r;
+        }
+        let parent = host::wildcard_parent(h);
+        if let Some(r) = parent.and_then(|p| self.wildcard_hosts.get(p)) {
+            return r;
+        }
+        if !self.wildcard_aliases.is_empty()
+            && let Some(r) = parent
+                .and_then(|p| self.wildcard_aliases.get(p))
+                .and_then(|c| self.exact_hosts.get(c))
+        {
+            return r;
+        }
+        &self.any_host
+    }
+
+    pub(crate) fn tls_for_normalized_host(&self, host: &str) -> Option<&TlsHost> {
+        self.tls_for_normalized(host)
     }
 
     /// TLS settings for a host (an SNI name or a Host header): the precise
@@ -329,7 +415,24 @@ impl RouteTable {
             .values()
             .chain(self.wildcard_hosts.values())
             .chain(std::iter::once(&self.any_host))
-            .flat_map(|h| h.exact.values().chain(h.prefix.values()))
+            .flat_map(HostRoutes::all)
+    }
+
+    /// Whether a request host's rules are matched as regexes (an
+    /// ingress-nginx regex host: `use-regex` or `rewrite-target` on one of
+    /// its Ingresses).
+    pub fn is_regex_host(&self, host: &str) -> bool {
+        let mut buf = [0u8; HOST_BUF];
+        let h = host::normalize_into(host, &mut buf);
+        self.host_routes(h)
+            .nginx
+            .as_ref()
+            .is_some_and(|n| n.is_regex())
+    }
+
+    /// Whether the table was built in ingress-nginx mode.
+    pub fn is_ingress_nginx(&self) -> bool {
+        self.nginx.is_some()
     }
 
     /// Every TLS host entry, in no particular order (e.g. to know which
@@ -356,6 +459,8 @@ mod tests {
             path: p.into(),
             path_type: PathType::Prefix,
             ssl_redirect: true,
+            policy: IngressPolicy::shared_default(),
+            canary: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! for it, the objects the tests apply, and the process handle.
 #![allow(dead_code)]
 
+use sluice_tests::fixtures;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -182,24 +183,25 @@ pub fn class() -> Value {
 
 /// Service `name` with port 80 named `http`.
 pub fn service(name: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-    })
+    // No clusterIP: the fake API server allocates one.
+    fixtures::service(
+        "default",
+        name,
+        "",
+        json!({"spec": {"clusterIP": null, "clusterIPs": null, "type": null}}),
+    )
 }
 
 /// The EndpointSlice of Service `svc`: 127.0.0.1 on `port` (the slice
 /// port is the target port).
 pub fn slice(svc: &str, port: u16) -> Value {
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": format!("{svc}-1"), "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": port}],
-        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]
-    })
+    fixtures::endpoint_slice(
+        "default",
+        &format!("{svc}-1"),
+        svc,
+        fixtures::ready_endpoints(&["127.0.0.1"]),
+        json!({"ports": [{"name": "http", "port": port}]}),
+    )
 }
 
 /// A Prefix (or Exact) path to `svc`'s port `http`.
@@ -212,11 +214,12 @@ pub fn path(p: &str, ty: &str, svc: &str) -> Value {
 pub fn ingress(name: &str, created: &str, spec: Value) -> Value {
     let mut spec = spec;
     spec["ingressClassName"] = json!("sluice");
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
-        "spec": spec
-    })
+    fixtures::ingress(
+        "default",
+        name,
+        spec,
+        json!({"metadata": {"creationTimestamp": created}}),
+    )
 }
 
 /// A `kubernetes.io/tls` Secret with the given PEM bytes.

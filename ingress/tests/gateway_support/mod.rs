@@ -3,6 +3,8 @@
 //! JSON, certificates from rcgen, and clients (hyper, raw TCP, rustls).
 #![allow(dead_code)]
 
+pub mod h2_frames;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -441,11 +443,12 @@ pub async fn raw_exchange(addr: SocketAddr, raw: &[u8], limit: Duration) -> Stri
 
 // ------------------------------------------------------------ TLS
 
-/// A test CA issuing leaf certificates.
+/// A test CA issuing leaf certificates (`sluice_tests::fixtures::TestCa`
+/// with rustls's DER type).
 pub struct TestCa {
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    inner: sluice_tests::fixtures::TestCa,
 }
 
 /// A leaf certificate (PEM chain leaf + CA, PEM key, leaf DER).
@@ -457,31 +460,20 @@ pub struct Leaf {
 
 impl TestCa {
     pub fn new() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Sluice Test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
+        let inner = sluice_tests::fixtures::TestCa::new("Sluice Test CA");
         Self {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            issuer: rcgen::Issuer::new(params, key),
+            cert_pem: inner.cert_pem.clone(),
+            cert_der: CertificateDer::from(inner.cert_der.clone()),
+            inner,
         }
     }
 
     pub fn leaf(&self, names: &[&str]) -> Leaf {
-        let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
+        let l = self.inner.leaf(names);
         Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
+            chain_pem: l.chain_pem,
+            key_pem: l.key_pem,
+            der: CertificateDer::from(l.der),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ipvs_sys::{AddressFamily, Protocol, ServiceKey, Timeouts};
 
+use super::errors::{CleanupError, OpenError, PrepareProblem, SyncError};
 use crate::config::{DetectLocal, ProxyConfig};
 use crate::netfilter::conntrack::{UdpFlows, delete_udp_flows};
 use crate::netfilter::iptables::InterfaceName;
@@ -22,7 +23,7 @@ use crate::reconcile::addresses::AddressReconciler;
 use crate::reconcile::ipvs::{IpvsReconciler, Scope};
 
 /// What one kernel sync did.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct KernelSync {
     /// IPVS changes sent.
     pub ipvs_ops: usize,
@@ -30,13 +31,15 @@ pub struct KernelSync {
     pub address_changes: usize,
     /// iptables-restore failures during this sync.
     pub iptables_restore_failures: u64,
-    /// Failures, as messages; the sync went on past each.
-    pub errors: Vec<String>,
+    /// The steps that failed; the sync went on past each.
+    pub errors: Vec<SyncError>,
     /// Time spent bringing IPVS (and the bound addresses) to the desired
     /// state: when it ends, a changed endpoint is in the kernel.
     pub ipvs_time: Duration,
     /// Time spent on ipset and iptables afterwards.
     pub netfilter_time: Duration,
+    /// Real servers draining afterwards.
+    pub draining: usize,
 }
 
 /// Owns every kernel handle of the proxy.
@@ -50,7 +53,7 @@ pub struct Engine {
     runner: SystemRunner,
 }
 
-fn detector(cfg: &ProxyConfig) -> Result<LocalDetector, String> {
+fn detector(cfg: &ProxyConfig) -> Result<LocalDetector, OpenError> {
     Ok(match &cfg.detect_local {
         DetectLocal::None => LocalDetector::None,
         DetectLocal::ClusterCidr => LocalDetector::ClusterCidrs(cfg.cluster_cidrs.clone()),
@@ -58,17 +61,17 @@ fn detector(cfg: &ProxyConfig) -> Result<LocalDetector, String> {
         // them (set_local_detector) before the first sync.
         DetectLocal::NodeCidr => LocalDetector::NodeCidrs(Vec::new()),
         DetectLocal::BridgeInterface(b) => {
-            LocalDetector::BridgeInterface(InterfaceName::new(b).map_err(|e| format!("{e:?}"))?)
+            LocalDetector::BridgeInterface(InterfaceName::new(b).map_err(OpenError::Interface)?)
         }
         DetectLocal::InterfaceNamePrefix(p) => {
-            LocalDetector::InterfaceNamePrefix(InterfaceName::new(p).map_err(|e| format!("{e:?}"))?)
+            LocalDetector::InterfaceNamePrefix(InterfaceName::new(p).map_err(OpenError::Interface)?)
         }
     })
 }
 
 impl Engine {
     /// Opens IPVS, rtnetlink and netfilter for `families`.
-    pub fn open(cfg: &ProxyConfig, families: &[AddressFamily]) -> Result<Self, String> {
+    pub fn open(cfg: &ProxyConfig, families: &[AddressFamily]) -> Result<Self, OpenError> {
         let runner = SystemRunner::new();
         let random_fully = families.iter().all(|f| probe_random_fully(&runner, *f));
         let nf_cfg = NetfilterConfig {
@@ -81,26 +84,26 @@ impl Engine {
         Ok(Self {
             dummy: None,
             ipvs: IpvsReconciler::open(cfg.graceful_termination_period, cfg.exclude_cidrs.clone())
-                .map_err(|e| e.to_string())?,
-            addrs: AddressReconciler::open().map_err(|e| e.to_string())?,
-            netfilter: Netfilter::new(runner.clone(), nf_cfg).map_err(|e| format!("{e:?}"))?,
+                .map_err(OpenError::Ipvs)?,
+            addrs: AddressReconciler::open().map_err(OpenError::Rtnl)?,
+            netfilter: Netfilter::new(runner.clone(), nf_cfg).map_err(OpenError::Netfilter)?,
             runner,
         })
     }
 
     /// Sets kube-proxy's sysctls and the IPVS timeouts; returns problems.
-    pub fn prepare_kernel(&mut self, cfg: &ProxyConfig) -> Vec<String> {
+    pub fn prepare_kernel(&mut self, cfg: &ProxyConfig) -> Vec<PrepareProblem> {
         let mut problems = Vec::new();
         match KernelVersion::read(Path::new("/proc/sys")) {
             Ok(kernel) => {
                 let plan = ipvs_sysctls(kernel, cfg.strict_arp);
-                for (s, r) in SysctlWriter::default().ensure_all(&plan.sysctls) {
-                    if let Err(e) = r {
-                        problems.push(format!("sysctl {s:?}: {e:?}"));
+                for (sysctl, r) in SysctlWriter::default().ensure_all(&plan.sysctls) {
+                    if let Err(source) = r {
+                        problems.push(PrepareProblem::Sysctl { sysctl, source });
                     }
                 }
             }
-            Err(e) => problems.push(format!("kernel version: {e}")),
+            Err(e) => problems.push(PrepareProblem::KernelVersion(e)),
         }
         let t = Timeouts {
             tcp: cfg.timeouts.tcp.as_secs() as u32,
@@ -110,22 +113,24 @@ impl Engine {
         if t != Timeouts::default()
             && let Err(e) = self.ipvs.client().set_timeouts(&t)
         {
-            problems.push(e.to_string());
+            problems.push(PrepareProblem::Timeouts(e));
         }
         problems
     }
 
     /// Replaces the local-traffic detector (NodeCIDR mode); returns whether
     /// it changed. The next sync with netfilter renders it.
-    pub fn set_local_detector(&mut self, d: LocalDetector) -> Result<bool, String> {
+    pub fn set_local_detector(&mut self, d: LocalDetector) -> Result<bool, SyncError> {
         self.netfilter
             .set_local_detector(d)
-            .map_err(|e| e.to_string())
+            .map_err(SyncError::LocalDetector)
     }
 
     /// Local addresses of the node, except kube-ipvs0's.
-    pub fn node_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String> {
-        self.addrs.node_addresses().map_err(|e| e.to_string())
+    pub fn node_addresses(&mut self) -> Result<BTreeSet<IpAddr>, SyncError> {
+        self.addrs
+            .node_addresses()
+            .map_err(SyncError::NodeAddresses)
     }
 
     /// Real servers currently draining.
@@ -149,9 +154,10 @@ impl Engine {
             match self.addrs.bind_missing(&desired.bound_addresses) {
                 Ok(r) => {
                     out.address_changes += r.added;
-                    out.errors.extend(r.failed);
+                    out.errors
+                        .extend(r.failed.into_iter().map(SyncError::BindAddresses));
                 }
-                Err(e) => out.errors.push(e.to_string()),
+                Err(e) => out.errors.push(SyncError::BindAddresses(e)),
             }
         }
         if addresses || self.dummy.is_none() || matches!(scope, Scope::Full) {
@@ -169,10 +175,10 @@ impl Engine {
         ) {
             Ok(r) => {
                 out.ipvs_ops += r.ops;
-                out.errors.extend(r.failed);
+                out.errors.extend(r.failed.into_iter().map(SyncError::Ipvs));
                 self.clear_udp(&r.removed_udp, desired, &mut out);
             }
-            Err(e) => out.errors.push(e.to_string()),
+            Err(e) => out.errors.push(SyncError::Ipvs(e)),
         }
         out.ipvs_time = started.elapsed();
         let netfilter_started = Instant::now();
@@ -186,11 +192,10 @@ impl Engine {
             };
             match result {
                 Ok(r) => {
-                    for rej in r.rejected {
-                        out.errors.push(format!("ipset entry skipped: {rej:?}"));
-                    }
+                    out.errors
+                        .extend(r.rejected.into_iter().map(SyncError::IpsetEntry));
                 }
-                Err(e) => out.errors.push(format!("netfilter: {e:?}")),
+                Err(e) => out.errors.push(SyncError::Netfilter(Box::new(e))),
             }
             out.iptables_restore_failures = self.netfilter.iptables_restore_failures() - before;
         }
@@ -204,11 +209,13 @@ impl Engine {
                         self.dummy = None;
                     }
                     out.address_changes += r.removed;
-                    out.errors.extend(r.failed);
+                    out.errors
+                        .extend(r.failed.into_iter().map(SyncError::UnbindAddresses));
                 }
-                Err(e) => out.errors.push(e.to_string()),
+                Err(e) => out.errors.push(SyncError::UnbindAddresses(e)),
             }
         }
+        out.draining = self.draining();
         out
     }
 
@@ -241,9 +248,12 @@ impl Engine {
                     endpoint: ep.ip(),
                 }
             };
-            if let Err(e) = delete_udp_flows(&self.runner, &flows) {
-                out.errors
-                    .push(format!("conntrack cleanup for {key} -> {ep}: {e:?}"));
+            if let Err(source) = delete_udp_flows(&self.runner, &flows) {
+                out.errors.push(SyncError::Conntrack {
+                    service: *key,
+                    endpoint: *ep,
+                    source: Box::new(source),
+                });
             }
         }
     }
@@ -268,27 +278,29 @@ impl Engine {
         {
             Ok(r) => {
                 out.ipvs_ops = r.ops;
-                out.errors.extend(r.failed);
+                out.errors
+                    .extend(r.failed.into_iter().map(SyncError::Drain));
             }
-            Err(e) => out.errors.push(e.to_string()),
+            Err(e) => out.errors.push(SyncError::Drain(e)),
         }
+        out.draining = self.draining();
         out
     }
 
     /// `--cleanup`: removes every virtual server of ours, our chains and
     /// sets, and kube-ipvs0. Returns what failed.
-    pub fn cleanup(&mut self) -> Vec<String> {
+    pub fn cleanup(&mut self) -> Vec<CleanupError> {
         let mut errors = Vec::new();
         let dummy = self.addrs.current().map(|(_, a)| a).unwrap_or_default();
         let node = self.addrs.node_addresses().unwrap_or_default();
         if let Err(e) = self.ipvs.remove_all_ours(&dummy, &node) {
-            errors.push(e.to_string());
+            errors.push(CleanupError::Ipvs(e));
         }
         for e in self.netfilter.cleanup().errors {
-            errors.push(format!("{e:?}"));
+            errors.push(CleanupError::Netfilter(e));
         }
         if let Err(e) = self.addrs.remove_link() {
-            errors.push(e.to_string());
+            errors.push(CleanupError::Link(e));
         }
         errors
     }

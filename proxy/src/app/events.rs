@@ -4,90 +4,66 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter as KubeReporter};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_kube::events::{EventPublisher, Regarding, Reported, Warning, WarningEvents};
 
 use crate::model::{Admission, MAX_PROBLEMS_PER_OBJECT, ObjectKind, Problem, quote};
+use k8s_openapi::api::core::v1::Service;
+
 use crate::source::{ObjectKey, Snapshot};
 
-/// The Event API's limit on `note` (bytes).
-const MAX_NOTE_BYTES: usize = 1024;
-
-/// Publishes Events for problems found while planning.
-pub struct Reporter {
-    client: kube::Client,
-    reporter: KubeReporter,
-}
-
-impl Reporter {
-    /// Events from `sluice-proxy` on `node`.
-    pub fn new(client: kube::Client, node: &str) -> Self {
-        let reporter = KubeReporter {
-            controller: "sluice-proxy".into(),
-            instance: Some(node.to_owned()),
-        };
-        Self { client, reporter }
-    }
-
-    /// Publishes one problem; failures are logged, never fatal.
-    pub async fn report(&self, p: &Problem) {
-        let (api_version, kind) = match p.kind {
-            ObjectKind::Service => ("v1", "Service"),
-            ObjectKind::EndpointSlice => ("discovery.k8s.io/v1", "EndpointSlice"),
-        };
-        let reference = ObjectReference {
-            api_version: Some(api_version.into()),
-            kind: Some(kind.into()),
-            namespace: Some(p.namespace.clone()),
-            name: Some(p.name.clone()),
-            ..ObjectReference::default()
-        };
-        // The API rejects a longer note; cut on a character boundary.
-        let mut end = p.reason.len().min(MAX_NOTE_BYTES);
-        while !p.reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "InvalidInput".into(),
-            note: Some(p.reason[..end].to_owned()),
-            action: "Skipped".into(),
-            secondary: None,
-        };
-        // A fresh recorder per problem: kube's recorder folds every Event
-        // with the same object, reason and action into one series that
-        // keeps the first note, which would hide every later problem of the
-        // object. ProblemLog already publishes each problem once.
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, "could not publish event");
-        }
+/// The Warning Event of a problem: on its Service or EndpointSlice,
+/// reason `InvalidInput`, action `Skipped`.
+pub fn warning(p: &Problem) -> Warning {
+    let regarding = match p.kind {
+        ObjectKind::Service => Regarding::named::<Service>(&p.namespace, &p.name),
+        ObjectKind::EndpointSlice => Regarding::named::<EndpointSlice>(&p.namespace, &p.name),
+    };
+    Warning {
+        regarding,
+        reason: "InvalidInput".into(),
+        action: "Skipped".into(),
+        note: p.reason.clone(),
     }
 }
 
-/// Which problems were reported, so each is logged and published once while
-/// it lasts (and again if it goes away and comes back).
+/// Events from `sluice-proxy` on `node`.
+pub fn publisher(client: kube::Client, node: &str) -> EventPublisher {
+    EventPublisher::new(client, "sluice-proxy", Some(node.to_owned()))
+}
+
+/// Which problems were reported, so each is logged and published once
+/// while it lasts (and again if it goes away and comes back); a publish
+/// that failed is tried again at the next report.
 #[derive(Debug, Default)]
 pub struct ProblemLog {
-    reported: BTreeSet<Problem>,
+    logged: Reported<Problem>,
+    events: WarningEvents,
 }
 
 impl ProblemLog {
-    /// Logs (and publishes through `reporter`, if any) every problem in
+    /// Logs (and publishes through `publisher`, if any) every problem in
     /// `current` not reported yet, and forgets those no longer current.
     /// Returns how many were new.
-    pub async fn publish(&mut self, current: Vec<Problem>, reporter: Option<&Reporter>) -> usize {
+    pub async fn publish(
+        &mut self,
+        current: Vec<Problem>,
+        publisher: Option<&EventPublisher>,
+    ) -> usize {
         let current: BTreeSet<Problem> = current.into_iter().collect();
-        let mut new = 0;
-        for p in current.difference(&self.reported) {
-            new += 1;
-            tracing::warn!(kind = ?p.kind, namespace = %p.namespace, name = %p.name, reason = %p.reason, "skipped invalid input");
-            if let Some(rep) = reporter {
-                rep.report(p).await;
-            }
+        let new = self.logged.pending(&current);
+        let count = new.len();
+        for p in new {
+            tracing::warn!(kind = %p.kind, namespace = %p.namespace, name = %p.name, reason = %p.reason, "skipped invalid input");
         }
-        self.reported = current;
-        new
+        for p in &current {
+            self.logged.mark(p.clone());
+        }
+        if let Some(publisher) = publisher {
+            let warnings = current.iter().map(warning).collect();
+            self.events.report(&warnings, publisher).await;
+        }
+        count
     }
 }
 
@@ -107,7 +83,7 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct OrphanSlices {
     /// Since when, and the problems.
-    by_service: BTreeMap<ObjectKey, (Instant, Vec<Problem>)>,
+    by_service: BTreeMap<ObjectKey<Service>, (Instant, Vec<Problem>)>,
 }
 
 impl OrphanSlices {
@@ -117,7 +93,7 @@ impl OrphanSlices {
     pub fn update<'a>(
         &mut self,
         snap: &Snapshot,
-        keys: impl IntoIterator<Item = &'a ObjectKey>,
+        keys: impl IntoIterator<Item = &'a ObjectKey<Service>>,
         now: Instant,
     ) {
         for key in keys {

@@ -3,20 +3,29 @@
 //! `syncPeriod`, health and metrics servers, and problem reporting.
 
 mod engine;
+mod errors;
 pub mod events;
 mod planning;
+pub mod schedule;
+mod worker;
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipvs_sys::AddressFamily;
+use sluice_kube::events::EventPublisher;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use engine::{Engine, KernelSync};
+pub use errors::{CleanupError, OpenError, PrepareProblem, RunError, SyncError, SyncStep};
 pub use planning::{Planning, Replanned};
+pub use schedule::{Decision, Inputs, Schedule};
+pub use worker::EngineWorker;
 
-use crate::config::{DetectLocal, NodePortAddresses, ProxyConfig};
+use crate::config::{DetectLocal, ProxyConfig};
 use crate::health::{HealthCheckServers, ProxyHealth, health_handler, metrics_handler, serve};
 use crate::metrics::Metrics;
 use crate::netfilter::LocalDetector;
@@ -26,11 +35,7 @@ use crate::source::{Dirty, Kind, Snapshot, SourceEvent};
 
 /// This node's name: `--hostname-override`, else the kernel's hostname.
 pub fn node_name(cfg: &ProxyConfig) -> String {
-    cfg.hostname_override.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_lowercase())
-            .unwrap_or_default()
-    })
+    sluice_kube::client::node_name(cfg.hostname_override.as_deref())
 }
 
 fn planner_config(cfg: &ProxyConfig) -> PlannerConfig {
@@ -38,11 +43,7 @@ fn planner_config(cfg: &ProxyConfig) -> PlannerConfig {
         scheduler: cfg.scheduler.clone(),
         masquerade_all: cfg.masquerade_all,
         cluster_cidrs: cfg.cluster_cidrs.clone(),
-        node_port_addresses: match &cfg.node_port_addresses {
-            NodePortAddresses::All => plan::NodePortAddresses::All,
-            NodePortAddresses::Primary => plan::NodePortAddresses::Primary,
-            NodePortAddresses::Cidrs(c) => plan::NodePortAddresses::Cidrs(c.clone()),
-        },
+        node_port_addresses: cfg.node_port_addresses.clone(),
         service_proxy_name: cfg.service_proxy_name.clone(),
         ..PlannerConfig::default()
     }
@@ -66,292 +67,344 @@ fn overlay_options(
     }
 }
 
-/// Runs `f` on a blocking thread with the engine, and gives it back.
-async fn blocking<T: Send + 'static>(
-    engine: Engine,
-    f: impl FnOnce(&mut Engine) -> T + Send + 'static,
-) -> Result<(Engine, T), String> {
-    tokio::task::spawn_blocking(move || {
-        let mut engine = engine;
-        let out = f(&mut engine);
-        (engine, out)
-    })
-    .await
-    .map_err(|e| format!("kernel task failed: {e}"))
-}
-
 /// `--cleanup`: removes everything Sluice created and returns.
-pub async fn cleanup(cfg: &ProxyConfig) -> Result<(), String> {
+pub async fn cleanup(cfg: &ProxyConfig) -> Result<(), RunError> {
     let cfg = cfg.clone();
     let errors = tokio::task::spawn_blocking(move || {
-        let mut errors = match &cfg.overlay {
-            Some(ov) => crate::overlay::dataplane::cleanup(&ov.conf),
+        let mut errors: Vec<CleanupError> = match &cfg.overlay {
+            Some(ov) => crate::overlay::dataplane::cleanup(&ov.conf)
+                .into_iter()
+                .map(CleanupError::Overlay)
+                .collect(),
             None => Vec::new(),
         };
-        let mut engine = Engine::open(&cfg, &[AddressFamily::Ipv4, AddressFamily::Ipv6])?;
-        errors.extend(engine.cleanup());
-        Ok::<_, String>(errors)
+        match Engine::open(&cfg, &[AddressFamily::Ipv4, AddressFamily::Ipv6]) {
+            Ok(mut engine) => errors.extend(engine.cleanup()),
+            Err(e) => errors.push(e.into()),
+        }
+        errors
     })
     .await
-    .map_err(|e| e.to_string())??;
+    .map_err(|_| RunError::WorkerGone)?;
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(RunError::Cleanup(errors))
     }
 }
 
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Listen { what, addr, source })
+}
+
+/// `/healthz` (and `/livez`) and `/metrics`, on one server when they share
+/// an address.
 async fn start_servers(
     cfg: &ProxyConfig,
     health: Arc<ProxyHealth>,
     metrics: Arc<Metrics>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let same =
         cfg.healthz_bind_address.is_some() && cfg.healthz_bind_address == cfg.metrics_bind_address;
     if let Some(addr) = cfg.healthz_bind_address {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("healthz {addr}: {e}"))?;
+        let l = bind("healthz", addr).await?;
         let m = same.then(|| metrics.clone());
         tokio::spawn(serve(l, health_handler(health, m)));
     }
     if let Some(addr) = cfg.metrics_bind_address.filter(|_| !same) {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("metrics {addr}: {e}"))?;
+        let l = bind("metrics", addr).await?;
         tokio::spawn(serve(l, metrics_handler(metrics)));
     }
     Ok(())
 }
 
+/// Starts the sources (the manifest directory, or watchers and an Event
+/// publisher on the API server) feeding `tx`. Returns the API client, if
+/// any.
+async fn start_sources(
+    cfg: &ProxyConfig,
+    node: &str,
+    tx: mpsc::Sender<SourceEvent>,
+) -> Result<Option<kube::Client>, RunError> {
+    if let Some(dir) = &cfg.manifests {
+        tokio::spawn(crate::source::manifests::watch(
+            dir.clone(),
+            cfg.service_proxy_name.clone(),
+            tx,
+            Duration::from_secs(1),
+        ));
+        return Ok(None);
+    }
+    let client = sluice_kube::client::client(&cfg.api).await?;
+    tokio::spawn(crate::source::kube::run(
+        client.clone(),
+        node.to_owned(),
+        cfg.service_proxy_name.clone(),
+        tx,
+    ));
+    Ok(Some(client))
+}
+
+/// Opens the kernel on its worker thread and prepares it (sysctls, IPVS
+/// timeouts; problems are logged, not fatal).
+async fn open_kernel(cfg: &ProxyConfig) -> Result<EngineWorker, RunError> {
+    let open_cfg = cfg.clone();
+    let worker = EngineWorker::start(move || {
+        Engine::open(&open_cfg, &[AddressFamily::Ipv4, AddressFamily::Ipv6]).map_err(RunError::from)
+    })
+    .await?;
+    let prep_cfg = cfg.clone();
+    for p in worker.call(move |e| e.prepare_kernel(&prep_cfg)).await? {
+        tracing::warn!(problem = %p, "kernel preparation");
+    }
+    Ok(worker)
+}
+
 /// Runs the proxy until the sources end (or forever).
-pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
+pub async fn run(cfg: ProxyConfig) -> Result<(), RunError> {
     let node = node_name(&cfg);
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(4096);
-    let mut api_client = None;
-    let reporter = match &cfg.manifests {
-        Some(dir) => {
-            tokio::spawn(crate::source::manifests::watch(
-                dir.clone(),
-                cfg.service_proxy_name.clone(),
-                tx,
-                Duration::from_secs(1),
-            ));
-            None
-        }
-        None => {
-            let client = match &cfg.kubeconfig {
-                Some(path) => {
-                    let kc = kube::config::Kubeconfig::read_from(path)
-                        .map_err(|e| format!("kubeconfig: {e}"))?;
-                    let c = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                        .await
-                        .map_err(|e| format!("kubeconfig: {e}"))?;
-                    kube::Client::try_from(c).map_err(|e| e.to_string())?
-                }
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| format!("API client: {e}"))?,
-            };
-            tokio::spawn(crate::source::kube::run(
-                client.clone(),
-                node.clone(),
-                cfg.service_proxy_name.clone(),
-                tx,
-            ));
-            api_client = Some(client.clone());
-            Some(events::Reporter::new(client, &node))
-        }
-    };
+    let api_client = start_sources(&cfg, &node, tx).await?;
     // The overlay is additive: its own task beside the proxy loop.
     if let Some(ov) = &cfg.overlay {
         let opts = overlay_options(&cfg, ov, &node);
-        crate::overlay::dataplane::spawn_system(opts, api_client, cfg.manifests.clone()).await?;
+        crate::overlay::dataplane::spawn_system(opts, api_client.clone(), cfg.manifests.clone())
+            .await
+            .map_err(RunError::Overlay)?;
     }
     let health = Arc::new(ProxyHealth::new(cfg.sync_period * 2));
     let metrics = Arc::new(Metrics::new());
     start_servers(&cfg, health.clone(), metrics.clone()).await?;
     let hc_bind = if cfg.healthz_bind_address.is_some_and(|a| a.is_ipv6()) {
-        std::net::IpAddr::from([0u16; 8])
+        IpAddr::from([0u16; 8])
     } else {
-        std::net::IpAddr::from([0u8; 4])
+        IpAddr::from([0u8; 4])
     };
-    let mut hc_servers = HealthCheckServers::new(hc_bind, health.clone());
-
-    let families = vec![AddressFamily::Ipv4, AddressFamily::Ipv6];
-    let open_cfg = cfg.clone();
-    let (mut engine, problems) = tokio::task::spawn_blocking(move || {
-        let mut e = Engine::open(&open_cfg, &families)?;
-        let p = e.prepare_kernel(&open_cfg);
-        Ok::<_, String>((e, p))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    for p in problems {
-        tracing::warn!(problem = %p, "kernel preparation");
-    }
-
-    let planner_cfg = planner_config(&cfg);
-    let mut snap = Snapshot::default();
-    let mut planning = Planning::default();
-    let mut pending = Dirty::default();
-    let mut last_sync: Option<Instant> = None;
-    let mut last_full: Option<Instant> = None;
-    let mut last_drain = Instant::now();
-    // When the oldest change not yet synced arrived: the start of the
-    // latency a change sees inside the proxy.
-    let mut first_pending: Option<Instant> = None;
-    let mut node_addrs: Option<BTreeSet<std::net::IpAddr>> = None;
-    let mut problem_log = events::ProblemLog::default();
-    let mut orphans = events::OrphanSlices::default();
-    // NodeCIDR detection: the pod CIDRs the rules were last rendered with.
-    let mut pod_cidrs: Option<Vec<ipnet::IpNet>> = None;
-    let mut detector_changed = false;
+    let worker = open_kernel(&cfg).await?;
+    tracing::info!(node = %node, "sluice-proxy started (ipvs mode)");
+    let mut proxy = SyncLoop {
+        schedule: Schedule::new(cfg.sync_period, cfg.min_sync_period),
+        planner_cfg: planner_config(&cfg),
+        hc_servers: HealthCheckServers::new(hc_bind, health.clone()),
+        publisher: api_client.map(|c| events::publisher(c, &node)),
+        node,
+        cfg,
+        health,
+        metrics,
+        worker,
+        snap: Snapshot::default(),
+        planning: Planning::default(),
+        pending: Dirty::default(),
+        first_pending: None,
+        node_addrs: None,
+        problem_log: events::ProblemLog::default(),
+        orphans: events::OrphanSlices::default(),
+        pod_cidrs: None,
+        detector_changed: false,
+        draining: false,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(node = %node, "sluice-proxy started (ipvs mode)");
-
     loop {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                // Take everything already queued, then sync at once (within
-                // minSyncPeriod) rather than at the next tick.
-                let mut next = Some(ev);
-                while let Some(ev) = next {
-                    let kind_replace = matches!(ev, SourceEvent::Replace(Kind::Node, _));
-                    let d = snap.apply(ev);
-                    if !d.is_empty() || kind_replace {
-                        metrics.service_changes.inc_by(d.service_changes);
-                        metrics.endpoint_changes.inc_by(d.endpoint_changes);
-                        metrics.last_queued.set(unix_now());
-                        health.queued();
-                    }
-                    pending.absorb(d);
-                    if !pending.is_empty() {
-                        first_pending.get_or_insert_with(Instant::now);
-                    }
-                    next = rx.try_recv().ok();
-                }
-                metrics.service_changes_pending.set(pending.services.len() as i64);
+                proxy.absorb(ev, &mut rx);
             }
             _ = tick.tick() => {}
         }
-        if !snap.synced() {
-            continue;
+        proxy.step().await?;
+    }
+    Ok(())
+}
+
+/// The loop's state: the snapshot and what changed since the last sync,
+/// incremental planning, the schedule, and the kernel worker.
+struct SyncLoop {
+    cfg: ProxyConfig,
+    node: String,
+    schedule: Schedule,
+    planner_cfg: PlannerConfig,
+    health: Arc<ProxyHealth>,
+    metrics: Arc<Metrics>,
+    hc_servers: HealthCheckServers,
+    publisher: Option<EventPublisher>,
+    worker: EngineWorker,
+    snap: Snapshot,
+    planning: Planning,
+    pending: Dirty,
+    /// When the oldest change not yet synced arrived: the start of the
+    /// latency a change sees inside the proxy.
+    first_pending: Option<Instant>,
+    /// Local addresses, re-read on full syncs (a dump per incremental sync
+    /// would cost more than the sync).
+    node_addrs: Option<BTreeSet<IpAddr>>,
+    problem_log: events::ProblemLog,
+    orphans: events::OrphanSlices,
+    /// NodeCIDR detection: the pod CIDRs the rules were last rendered with.
+    pod_cidrs: Option<Vec<ipnet::IpNet>>,
+    detector_changed: bool,
+    /// Whether real servers were draining after the last kernel step.
+    draining: bool,
+}
+
+impl SyncLoop {
+    /// Applies `ev` and everything already queued behind it, so one sync
+    /// (within minSyncPeriod) takes them all, rather than the next tick.
+    fn absorb(&mut self, ev: SourceEvent, rx: &mut mpsc::Receiver<SourceEvent>) {
+        let mut next = Some(ev);
+        while let Some(ev) = next {
+            let node_replace = matches!(ev, SourceEvent::Replace(Kind::Node, _));
+            let d = self.snap.apply(ev);
+            if !d.is_empty() || node_replace {
+                self.metrics.service_changes.inc_by(d.service_changes);
+                self.metrics.endpoint_changes.inc_by(d.endpoint_changes);
+                self.metrics.last_queued.set(unix_now());
+                self.health.queued();
+            }
+            self.pending.absorb(d);
+            if !self.pending.is_empty() {
+                self.first_pending.get_or_insert_with(Instant::now);
+            }
+            next = rx.try_recv().ok();
         }
-        // NodeCIDR: like kube-proxy, program nothing until the Node has a pod
-        // CIDR (what exists stays untouched); a later change re-renders the
-        // rules (kube-proxy restarts for it).
-        if cfg.detect_local == DetectLocal::NodeCidr {
-            let cidrs = snap
-                .nodes
-                .get(&node)
-                .map(|n| plan::node_pod_cidrs(n))
-                .unwrap_or_default();
-            let known = pod_cidrs.as_ref().is_some_and(|c| !c.is_empty());
-            if cidrs.is_empty() && !known {
-                if pod_cidrs.is_none() {
-                    tracing::warn!(node = %node, "detect-local-mode NodeCIDR: waiting for the Node's podCIDRs before programming anything");
-                    pod_cidrs = Some(Vec::new());
+        self.metrics
+            .service_changes_pending
+            .set(self.pending.services.len() as i64);
+    }
+
+    /// Decides, and does what the schedule says.
+    async fn step(&mut self) -> Result<(), RunError> {
+        let ready = self.snap.synced() && self.local_detection_ready().await?;
+        let decision = self.schedule.decide(Inputs {
+            now: Instant::now(),
+            ready,
+            pending: !self.pending.is_empty() || self.detector_changed,
+            draining: self.draining,
+        });
+        match decision {
+            Decision::Wait => Ok(()),
+            Decision::Drain => self.drain().await,
+            Decision::Full => self.sync(true).await,
+            Decision::Incremental => self.sync(false).await,
+        }
+    }
+
+    /// NodeCIDR: like kube-proxy, program nothing until the Node has a pod
+    /// CIDR (what exists stays untouched); a later change re-renders the
+    /// rules (kube-proxy restarts for it). Other modes are always ready.
+    async fn local_detection_ready(&mut self) -> Result<bool, RunError> {
+        if self.cfg.detect_local != DetectLocal::NodeCidr {
+            return Ok(true);
+        }
+        let cidrs = self
+            .snap
+            .nodes
+            .get(&self.node)
+            .map(|n| plan::node_pod_cidrs(n))
+            .unwrap_or_default();
+        let known = self.pod_cidrs.as_ref().is_some_and(|c| !c.is_empty());
+        if cidrs.is_empty() && !known {
+            if self.pod_cidrs.is_none() {
+                tracing::warn!(node = %self.node, "detect-local-mode NodeCIDR: waiting for the Node's podCIDRs before programming anything");
+                self.pod_cidrs = Some(Vec::new());
+            }
+            return Ok(false);
+        }
+        // A Node that loses its pod CIDRs (or goes away) keeps the last
+        // ones: dropping detection would masquerade pod traffic.
+        if !cidrs.is_empty() && self.pod_cidrs.as_ref() != Some(&cidrs) {
+            let d = LocalDetector::NodeCidrs(cidrs.clone());
+            match self.worker.call(move |e| e.set_local_detector(d)).await? {
+                Ok(changed) => self.detector_changed |= changed,
+                Err(e) => self.metrics.sync_failed(&[e]),
+            }
+            tracing::info!(pod_cidrs = ?cidrs, "detect-local-mode NodeCIDR");
+            self.pod_cidrs = Some(cidrs);
+        }
+        Ok(true)
+    }
+
+    /// Removes drained real servers that are done.
+    async fn drain(&mut self) -> Result<(), RunError> {
+        let desired = self.planning.desired();
+        let node = self.node_addrs.clone().unwrap_or_default();
+        let r = self
+            .worker
+            .call(move |e| e.drain_tick(&desired, &node))
+            .await?;
+        self.schedule.drained(Instant::now());
+        self.draining = r.draining > 0;
+        self.metrics.sync_failed(&r.errors);
+        Ok(())
+    }
+
+    /// Node facts: the Node object (if any) plus the local addresses,
+    /// re-read on full syncs (startup and every syncPeriod).
+    async fn node_facts(&mut self, full: bool) -> Result<NodeFacts, RunError> {
+        if full || self.node_addrs.is_none() {
+            let addrs = match self.worker.call(|e| e.node_addresses()).await? {
+                Ok(a) => a,
+                Err(e) => {
+                    self.metrics.sync_failed(&[e]);
+                    BTreeSet::new()
                 }
-                continue;
-            }
-            // A Node that loses its pod CIDRs (or goes away) keeps the last
-            // ones: dropping detection would masquerade pod traffic.
-            if !cidrs.is_empty() && pod_cidrs.as_ref() != Some(&cidrs) {
-                let d = LocalDetector::NodeCidrs(cidrs.clone());
-                match engine.set_local_detector(d) {
-                    Ok(changed) => detector_changed |= changed,
-                    Err(e) => tracing::error!(error = %e, "NodeCIDR local detection"),
-                }
-                tracing::info!(pod_cidrs = ?cidrs, "detect-local-mode NodeCIDR");
-                pod_cidrs = Some(cidrs);
-            }
+            };
+            self.node_addrs = Some(addrs);
         }
-        let now = Instant::now();
-        let full_due = last_full.is_none_or(|t| now.duration_since(t) >= cfg.sync_period);
-        let inc_due = (!pending.is_empty() || detector_changed)
-            && last_sync.is_none_or(|t| now.duration_since(t) >= cfg.min_sync_period);
-        if !full_due && !inc_due {
-            if engine.draining() > 0 && now.duration_since(last_drain) >= Duration::from_secs(1) {
-                last_drain = now;
-                let desired = planning.desired();
-                let node = node_addrs.clone().unwrap_or_default();
-                let (e, r) = blocking(engine, move |e| e.drain_tick(&desired, &node)).await?;
-                engine = e;
-                log_errors(&r.errors);
+        let addrs = self.node_addrs.clone().unwrap_or_default();
+        Ok(match self.snap.nodes.get(&self.node) {
+            Some(n) => {
+                self.health.set_node_eligible(node_eligible(n));
+                NodeFacts::from_node(n, addrs)
             }
-            continue;
-        }
-        let started = Instant::now();
-        // Node facts: the Node object (if any) plus the local addresses,
-        // re-read on full syncs (startup and every syncPeriod); a dump of
-        // every address per incremental sync would cost more than the sync.
-        if full_due || node_addrs.is_none() {
-            let (e, addrs) = blocking(engine, |e| e.node_addresses()).await?;
-            engine = e;
-            node_addrs = Some(addrs.unwrap_or_default());
-        }
-        let addrs = node_addrs.clone().unwrap_or_default();
-        let facts = match snap.nodes.get(&node) {
-            Some(n) => NodeFacts::from_node(n, addrs),
             None => NodeFacts {
-                name: node.clone(),
+                name: self.node.clone(),
                 addresses: addrs,
                 ..NodeFacts::default()
             },
-        };
-        if let Some(n) = snap.nodes.get(&node) {
-            health.set_node_eligible(node_eligible(n));
-        }
-        let dirty = std::mem::take(&mut pending);
-        let queued = first_pending.take().map(|t| started.duration_since(t));
-        orphans.update(&snap, &dirty.services, started);
-        let changed = planning.update(&snap, &dirty, facts, &planner_cfg);
+        })
+    }
+
+    /// Plans what changed (everything on a full sync, or when the node's
+    /// facts changed) and brings the kernel to it.
+    async fn sync(&mut self, full_due: bool) -> Result<(), RunError> {
+        let started = Instant::now();
+        let facts = self.node_facts(full_due).await?;
+        let dirty = std::mem::take(&mut self.pending);
+        let queued = self.first_pending.take().map(|t| started.duration_since(t));
+        self.orphans.update(&self.snap, &dirty.services, started);
+        let changed = self
+            .planning
+            .update(&self.snap, &dirty, facts, &self.planner_cfg);
         let planned = started.elapsed();
-        let desired = planning.desired();
+        let desired = self.planning.desired();
         let full = full_due || changed.everything;
         let keys = changed.virtual_servers.clone();
-        let (netfilter, addresses) = (
-            full || changed.netfilter || std::mem::take(&mut detector_changed),
-            full || changed.addresses,
-        );
+        let netfilter = full || changed.netfilter || std::mem::take(&mut self.detector_changed);
+        let addresses = full || changed.addresses;
         let hc = desired.health_checks.clone();
-        let node = node_addrs.clone().unwrap_or_default();
-        let (e, r) = blocking(engine, move |e| {
-            let scope = if full {
-                Scope::Full
-            } else {
-                Scope::Keys(&keys)
-            };
-            e.sync(&desired, scope, netfilter, addresses, &node)
-        })
-        .await?;
-        engine = e;
-        for p in hc_servers.sync(&hc).await {
-            tracing::warn!(problem = %p, "health check server");
-        }
-        log_errors(&r.errors);
-        metrics
-            .netlink_operations
-            .inc_by((r.ipvs_ops + r.address_changes) as u64);
-        metrics
-            .iptables_restore_failures
-            .inc_by(r.iptables_restore_failures);
-        metrics
-            .sync_duration
-            .observe(started.elapsed().as_secs_f64());
-        metrics.last_sync.set(unix_now());
-        metrics.service_changes_pending.set(0);
-        health.updated();
-        // Periods count from the end of a sync: a full sync longer than
-        // syncPeriod must not make every following change a full sync.
-        let done = Instant::now();
-        last_sync = Some(done);
-        if full {
-            last_full = Some(done);
-        }
+        let node = self.node_addrs.clone().unwrap_or_default();
+        let r = self
+            .worker
+            .call(move |e| {
+                let scope = if full {
+                    Scope::Full
+                } else {
+                    Scope::Keys(&keys)
+                };
+                e.sync(&desired, scope, netfilter, addresses, &node)
+            })
+            .await?;
+        self.draining = r.draining > 0;
+        let hc_errors = self.hc_servers.sync(&hc).await;
+        self.metrics.sync_failed(&hc_errors);
+        self.metrics.sync_failed(&r.errors);
+        self.record_sync(&r, started);
+        // Periods count from the end of a sync.
+        self.schedule.synced(full, Instant::now());
         tracing::debug!(
             full,
             virtual_servers = changed.virtual_servers.len(),
@@ -364,21 +417,33 @@ pub async fn run(cfg: ProxyConfig) -> Result<(), String> {
             netfilter_ms = r.netfilter_time.as_secs_f64() * 1e3,
             "synced"
         );
-        // Problems are reported once each, as a log line and an Event.
-        let mut problems = planning.problems();
+        self.report_problems().await;
+        Ok(())
+    }
+
+    fn record_sync(&self, r: &KernelSync, started: Instant) {
+        let m = &self.metrics;
+        m.netlink_operations
+            .inc_by((r.ipvs_ops + r.address_changes) as u64);
+        m.iptables_restore_failures
+            .inc_by(r.iptables_restore_failures);
+        m.sync_duration.observe(started.elapsed().as_secs_f64());
+        m.last_sync.set(unix_now());
+        m.service_changes_pending.set(0);
+        self.health.updated();
+    }
+
+    /// Problems are reported once each, as a log line and an Event.
+    async fn report_problems(&mut self) {
+        let mut problems = self.planning.problems();
         problems.extend(
-            orphans
+            self.orphans
                 .problems(Instant::now(), events::ORPHAN_GRACE)
                 .cloned(),
         );
-        problem_log.publish(problems, reporter.as_ref()).await;
-    }
-    Ok(())
-}
-
-fn log_errors(errors: &[String]) {
-    for e in errors {
-        tracing::warn!(error = %e, "sync step failed; will retry");
+        self.problem_log
+            .publish(problems, self.publisher.as_ref())
+            .await;
     }
 }
 

@@ -24,12 +24,12 @@ use std::sync::Arc;
 use ipvs_sys::ServiceKey;
 
 use crate::model::{Admission, Problem};
-use crate::netfilter::{SetEntry, SetName};
 use crate::plan::{
     DesiredState, Frontend, HealthCheck, LbOutFilter, NodeFacts, PlannerConfig, ServicePlan,
-    VirtualServer, plan_service, sort_problems,
+    SetEntry, SetName, VirtualServer, plan_service, sort_problems,
 };
 use crate::source::{Dirty, ObjectKey, Snapshot};
+use k8s_openapi::api::core::v1::Service;
 
 /// What a re-plan changed, for the reconcilers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ struct Claim {
 /// The claim that keeps a contested virtual server: the smaller frontend,
 /// then the Service first in (namespace, name) order — the rule of
 /// [`DesiredState::from_plans`].
-fn winner(claims: &BTreeMap<ObjectKey, Claim>) -> Option<(&ObjectKey, &Claim)> {
+fn winner(claims: &BTreeMap<ObjectKey<Service>, Claim>) -> Option<(&ObjectKey<Service>, &Claim)> {
     claims.iter().min_by_key(|(k, c)| (c.frontend, *k))
 }
 
@@ -105,14 +105,14 @@ impl<T: std::hash::Hash + Eq> Shared<T> {
 /// The per-Service contributions and their merged union.
 #[derive(Debug, Default)]
 pub struct Planning {
-    contributions: BTreeMap<ObjectKey, Contribution>,
-    rejected: BTreeMap<ObjectKey, Vec<Problem>>,
+    contributions: BTreeMap<ObjectKey<Service>, Contribution>,
+    rejected: BTreeMap<ObjectKey<Service>, Vec<Problem>>,
     facts: Option<NodeFacts>,
     desired: Arc<DesiredState>,
     /// Every claim on virtual servers that two or more Services claim.
-    contested: BTreeMap<ServiceKey, BTreeMap<ObjectKey, Claim>>,
+    contested: BTreeMap<ServiceKey, BTreeMap<ObjectKey<Service>, Claim>>,
     /// Every claim on each health-check port (usually one).
-    health_claims: BTreeMap<u16, BTreeMap<ObjectKey, HealthCheck>>,
+    health_claims: BTreeMap<u16, BTreeMap<ObjectKey<Service>, HealthCheck>>,
     shared_sets: Shared<(SetName, SetEntry)>,
     shared_addresses: Shared<IpAddr>,
     shared_filters: Shared<LbOutFilter>,
@@ -120,7 +120,7 @@ pub struct Planning {
 
 fn plan_one(
     snap: &Snapshot,
-    key: &ObjectKey,
+    key: &ObjectKey<Service>,
     facts: &NodeFacts,
     cfg: &PlannerConfig,
 ) -> Result<Option<ServicePlan>, Vec<Problem>> {
@@ -213,7 +213,7 @@ impl Planning {
         // Desired virtual servers before the change, for the keys touched,
         // so only real differences reach the reconciler.
         let mut before: BTreeMap<ServiceKey, Option<VirtualServer>> = BTreeMap::new();
-        let keys: BTreeSet<ObjectKey> = if everything {
+        let keys: BTreeSet<ObjectKey<Service>> = if everything {
             // Start over: cheaper than removing every contribution, and the
             // reconciler looks at everything anyway.
             let old = std::mem::take(self);
@@ -225,7 +225,7 @@ impl Planning {
                 .collect();
             out.netfilter = true;
             out.addresses = true;
-            let mut all: BTreeSet<ObjectKey> = snap.services.keys().cloned().collect();
+            let mut all: BTreeSet<ObjectKey<Service>> = snap.services.keys().cloned().collect();
             all.extend(old.contributions.into_keys());
             all
         } else {
@@ -251,7 +251,7 @@ impl Planning {
     fn replan(
         &mut self,
         snap: &Snapshot,
-        key: &ObjectKey,
+        key: &ObjectKey<Service>,
         facts: &NodeFacts,
         cfg: &PlannerConfig,
         before: &mut BTreeMap<ServiceKey, Option<VirtualServer>>,
@@ -316,7 +316,7 @@ impl Planning {
     /// `netfilter`; addresses only if `addresses`).
     fn withdraw(
         &mut self,
-        key: &ObjectKey,
+        key: &ObjectKey<Service>,
         old: &Contribution,
         before: &mut BTreeMap<ServiceKey, Option<VirtualServer>>,
         netfilter: bool,
@@ -396,7 +396,7 @@ impl Planning {
     /// [`Self::withdraw`]).
     fn contribute(
         &mut self,
-        key: &ObjectKey,
+        key: &ObjectKey<Service>,
         new: &Contribution,
         plan: DesiredState,
         before: &mut BTreeMap<ServiceKey, Option<VirtualServer>>,
@@ -423,10 +423,8 @@ impl Planning {
                     }
                     Some(held) => {
                         // A second claimant: remember both claims.
-                        let holder = ObjectKey {
-                            namespace: held.owner.namespace.clone(),
-                            name: held.owner.name.clone(),
-                        };
+                        let holder: ObjectKey<Service> =
+                            ObjectKey::new(held.owner.namespace.clone(), held.owner.name.clone());
                         let frontend = self
                             .contributions
                             .get(&holder)

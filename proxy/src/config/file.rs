@@ -41,7 +41,7 @@ pub struct KubeProxyConfiguration {
     pub sync_period: Option<String>,
     /// Newer top-level minimum sync period (Go duration).
     pub min_sync_period: Option<String>,
-    /// API client settings (kubeconfig path).
+    /// API client settings (kubeconfig path, QPS, burst).
     pub client_connection: Option<ClientConnection>,
     /// Accepted, not used.
     pub bind_address: Option<IgnoredAny>,
@@ -131,10 +131,10 @@ pub struct ClientConnection {
     pub accept_content_types: Option<IgnoredAny>,
     /// Accepted, not used.
     pub content_type: Option<IgnoredAny>,
-    /// Accepted, not used.
-    pub qps: Option<IgnoredAny>,
-    /// Accepted, not used.
-    pub burst: Option<IgnoredAny>,
+    /// Requests per second to the API server (0: 5; negative: no limit).
+    pub qps: Option<f32>,
+    /// Requests above the rate allowed at once (0: 10).
+    pub burst: Option<i32>,
 }
 
 /// Parses the YAML (or JSON) text of a configuration file.

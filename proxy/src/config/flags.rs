@@ -68,6 +68,15 @@ pub struct Flags {
     /// kubeconfig for the API server.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// The API server's URL, overriding the kubeconfig's.
+    #[arg(long)]
+    pub master: Option<String>,
+    /// Requests per second to the API server (default 5; negative: no limit).
+    #[arg(long, allow_negative_numbers = true)]
+    pub kube_api_qps: Option<f32>,
+    /// Requests above the rate allowed at once (default 10).
+    #[arg(long)]
+    pub kube_api_burst: Option<i32>,
     /// Remove all rules Sluice created and exit.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub cleanup: bool,

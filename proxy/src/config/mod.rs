@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use ipvs_sys::Scheduler;
+use sluice_kube::client::ClientOptions;
 
 pub use duration::parse_go_duration;
 pub use file::KubeProxyConfiguration;
@@ -21,17 +22,8 @@ pub use file::KubeProxyConfiguration;
 pub use file::parse as parse_config_file;
 pub use flags::Flags;
 
-/// Where NodePorts are served.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum NodePortAddresses {
-    /// Every local address except loopback and kube-ipvs0's (the default).
-    #[default]
-    All,
-    /// The node's primary addresses (from the Node object).
-    Primary,
-    /// Local addresses inside these CIDRs (loopback always excluded).
-    Cidrs(Vec<IpNet>),
-}
+/// Where NodePorts are served (`--nodeport-addresses`): the planner's type.
+pub use crate::plan::NodePortAddresses;
 
 /// How traffic from local pods is recognised (`detectLocalMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -111,8 +103,9 @@ pub struct ProxyConfig {
     pub hostname_override: Option<String>,
     /// Local-traffic detection.
     pub detect_local: DetectLocal,
-    /// kubeconfig for the API server (in-cluster config when `None`).
-    pub kubeconfig: Option<PathBuf>,
+    /// How to reach the API server: kubeconfig (in-cluster config when
+    /// `None`), `--master`, and the client's QPS and burst.
+    pub api: ClientOptions,
     /// Read objects from YAML files in this directory instead of an API server.
     pub manifests: Option<PathBuf>,
     /// Remove everything Sluice created and exit.
@@ -145,7 +138,7 @@ impl Default for ProxyConfig {
             metrics_bind_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
             hostname_override: None,
             detect_local: DetectLocal::None,
-            kubeconfig: None,
+            api: ClientOptions::default(),
             manifests: None,
             cleanup: false,
             service_proxy_name: None,
@@ -217,6 +210,38 @@ fn scheduler(field: &str, s: &str) -> Result<Scheduler, ConfigError> {
     }
     s.parse::<Scheduler>()
         .map_err(|e| err(field, e.to_string()))
+}
+
+/// `--kubeconfig`, `--master`, `--kube-api-qps`, `--kube-api-burst` over
+/// `clientConnection`. As in kube-proxy, a QPS or burst of 0 is the default
+/// (5 and 10); a negative QPS turns rate limiting off.
+fn client_options(
+    f: &Flags,
+    file: Option<&file::ClientConnection>,
+) -> Result<ClientOptions, ConfigError> {
+    let defaults = ClientOptions::default();
+    let qps = f.kube_api_qps.or(file.and_then(|c| c.qps)).unwrap_or(0.0);
+    if !qps.is_finite() {
+        return Err(err(
+            "clientConnection.qps",
+            format!("{qps} is not a number"),
+        ));
+    }
+    let burst = f.kube_api_burst.or(file.and_then(|c| c.burst)).unwrap_or(0);
+    let burst = match burst {
+        0 => defaults.burst,
+        b => u32::try_from(b)
+            .map_err(|_| err("clientConnection.burst", format!("{b} is negative")))?,
+    };
+    Ok(ClientOptions {
+        kubeconfig: f.kubeconfig.clone().or(file
+            .and_then(|cc| cc.kubeconfig.as_ref())
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)),
+        master: f.master.clone().filter(|m| !m.is_empty()),
+        qps: if qps == 0.0 { defaults.qps } else { qps },
+        burst,
+    })
 }
 
 fn node_port_addresses(field: &str, items: &[String]) -> Result<NodePortAddresses, ConfigError> {
@@ -459,12 +484,7 @@ impl ProxyConfig {
                 .or(dl.and_then(|d| d.interface_name_prefix.as_deref())),
             &c.cluster_cidrs,
         )?;
-        c.kubeconfig = f.kubeconfig.clone().or(file
-            .client_connection
-            .as_ref()
-            .and_then(|cc| cc.kubeconfig.as_ref())
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from));
+        c.api = client_options(f, file.client_connection.as_ref())?;
         c.manifests = f.manifests.clone();
         c.cleanup = f.cleanup;
         c.service_proxy_name = f.service_proxy_name.clone().filter(|s| !s.is_empty());

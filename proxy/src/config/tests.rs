@@ -87,9 +87,11 @@ fn reads_a_kubeadm_style_file() {
         Some("0.0.0.0:10249".parse().unwrap())
     );
     assert_eq!(
-        c.kubeconfig,
+        c.api.kubeconfig,
         Some(PathBuf::from("/var/lib/kube-proxy/kubeconfig.conf"))
     );
+    // qps: 0 and burst: 0 are kube-proxy's defaults.
+    assert_eq!((c.api.qps, c.api.burst), (5.0, 10));
     assert_eq!(c.masquerade_bit, 14);
 }
 
@@ -104,9 +106,14 @@ fn flags_override_the_file() {
             "primary",
             "--hostname-override=Node-1",
             "--ipvs-sync-period=1m",
+            "--master=https://10.0.0.1:6443",
+            "--kube-api-qps=-1",
+            "--kube-api-burst=50",
         ],
     )
     .unwrap();
+    assert_eq!(c.api.master.as_deref(), Some("https://10.0.0.1:6443"));
+    assert_eq!((c.api.qps, c.api.burst), (-1.0, 50), "negative: no limit");
     assert_eq!(c.scheduler, Scheduler::LeastConnection);
     assert!(c.masquerade_all);
     assert_eq!(c.node_port_addresses, NodePortAddresses::Primary);

@@ -14,15 +14,16 @@ mod problem;
 mod service;
 mod slice;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use ipvs_sys::Protocol;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-pub use problem::*;
-pub use service::*;
-pub use slice::*;
+pub(crate) use problem::ProblemSink;
+pub use problem::{MAX_PROBLEMS_PER_OBJECT, ObjectKind, Problem};
+pub use service::{DEFAULT_AFFINITY_TIMEOUT, MAX_AFFINITY_TIMEOUT, ServicePortView, ServiceView};
+pub use slice::{EndpointSliceView, EndpointView, SlicePortView};
 
 /// Label naming the service proxy that should handle a Service (and is
 /// copied onto its EndpointSlices). kube-proxy skips every object that has
@@ -111,38 +112,8 @@ pub(crate) fn other_proxy(meta: &ObjectMeta, service_proxy_name: Option<&str>) -
     }
 }
 
-/// Parses an IP address the way kube-proxy does (`ParseIPSloppy`): IPv4
-/// octets may carry leading zeros (read as decimal), and an IPv4-mapped IPv6
-/// address is the IPv4 address.
-pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    if s.len() > 64 {
-        return None;
-    }
-    let ip = match s.parse::<IpAddr>() {
-        Ok(ip) => ip,
-        Err(_) => IpAddr::V4(parse_ipv4_leading_zeros(s)?),
-    };
-    Some(match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => ip,
-        },
-        v4 => v4,
-    })
-}
-
-fn parse_ipv4_leading_zeros(s: &str) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *o = p.parse().ok()?;
-    }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
-}
+pub use sluice_kube::ip::parse_ip;
+pub(crate) use sluice_kube::text::quote;
 
 /// Parses a CIDR like kube-proxy (`ParseCIDRSloppy`): surrounding whitespace
 /// is ignored (API validation lets it through), the address is parsed with
@@ -165,11 +136,16 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
 /// Parses a Kubernetes protocol name (exactly `TCP`, `UDP` or `SCTP`; an
 /// absent protocol means TCP, the API default).
 pub fn parse_protocol(s: Option<&str>) -> Option<Protocol> {
-    match s {
-        None | Some("TCP") => Some(Protocol::Tcp),
-        Some("UDP") => Some(Protocol::Udp),
-        Some("SCTP") => Some(Protocol::Sctp),
-        Some(_) => None,
+    sluice_kube::endpoint_slice::Protocol::parse(s).map(ipvs_protocol)
+}
+
+/// The IPVS protocol of a Kubernetes one.
+pub(crate) fn ipvs_protocol(p: sluice_kube::endpoint_slice::Protocol) -> Protocol {
+    use sluice_kube::endpoint_slice::Protocol as K;
+    match p {
+        K::Tcp => Protocol::Tcp,
+        K::Udp => Protocol::Udp,
+        K::Sctp => Protocol::Sctp,
     }
 }
 
@@ -197,42 +173,9 @@ pub(crate) fn special_ip(ip: &IpAddr) -> Option<&'static str> {
     link_local.then_some("link-local or broadcast")
 }
 
-/// Shortens untrusted text quoted in a problem.
-pub(crate) fn quote(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        format!("{s:?}")
-    } else {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{:?}...", &s[..end])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sloppy_ips() {
-        assert_eq!(parse_ip("10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip("010.000.0.01"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip("::ffff:1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_ip("fd00::1"), Some("fd00::1".parse().unwrap()));
-        for bad in [
-            "",
-            "1.2.3",
-            "1.2.3.4.5",
-            "256.0.0.1",
-            "1.2.3.0004",
-            "x",
-            " 1.2.3.4",
-        ] {
-            assert_eq!(parse_ip(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn sloppy_cidrs() {
@@ -252,11 +195,5 @@ mod tests {
         ] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn long_quotes_are_cut() {
-        let q = quote(&"é".repeat(100));
-        assert!(q.len() < 80 && q.ends_with("..."));
     }
 }

@@ -108,6 +108,11 @@ impl ProblemSink {
         }
     }
 
+    /// Counts `n` problems found but not kept (by a reader with its own cap).
+    pub(crate) fn suppressed(&mut self, n: usize) {
+        self.suppressed += n;
+    }
+
     pub(crate) fn finish(mut self) -> Vec<Problem> {
         if self.suppressed > 0 {
             let n = self.suppressed;

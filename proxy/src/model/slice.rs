@@ -1,14 +1,13 @@
 //! [`EndpointSliceView`]: a `discovery.k8s.io/v1/EndpointSlice` as the proxy
 //! needs it.
 
-use std::net::IpAddr;
-
 use ipvs_sys::{AddressFamily, Protocol};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_kube::endpoint_slice::{self, AddressType, Endpoint, Unreadable};
 
 use super::{
     Admission, IgnoreReason, LABEL_HEADLESS, LABEL_SERVICE_NAME, ObjectKind, Problem, ProblemSink,
-    label, namespace_of, other_proxy, parse_ip, parse_protocol, quote,
+    ipvs_protocol, label, namespace_of, other_proxy,
 };
 
 /// One port of an EndpointSlice.
@@ -22,24 +21,10 @@ pub struct SlicePortView {
     pub port: u16,
 }
 
-/// One endpoint of an EndpointSlice.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EndpointView {
-    /// `addresses[0]` (kube-proxy uses only the first address).
-    pub ip: IpAddr,
-    /// `nodeName`, where the endpoint runs.
-    pub node_name: Option<String>,
-    /// `conditions.ready` (absent = true).
-    pub ready: bool,
-    /// `conditions.serving` (absent = true).
-    pub serving: bool,
-    /// `conditions.terminating` (absent = false).
-    pub terminating: bool,
-    /// `hints.forZones[].name`.
-    pub zone_hints: Vec<String>,
-    /// `hints.forNodes[].name`.
-    pub node_hints: Vec<String>,
-}
+/// One endpoint of an EndpointSlice: its first address and conditions, as
+/// the shared reader ([`sluice_kube::endpoint_slice`]) reads them with the
+/// API's semantics.
+pub type EndpointView = Endpoint;
 
 /// An EndpointSlice we use, normalized and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +70,14 @@ impl EndpointSliceView {
         if label(meta, LABEL_HEADLESS).is_some() {
             return Admission::Ignored(IgnoreReason::Headless);
         }
-        let family = match slice.address_type.as_str() {
-            "IPv4" => AddressFamily::Ipv4,
-            "IPv6" => AddressFamily::Ipv6,
-            "FQDN" => return Admission::Ignored(IgnoreReason::Fqdn),
-            other => {
+        let read = match endpoint_slice::read(slice) {
+            Ok(r) => r,
+            Err(Unreadable::Fqdn) => return Admission::Ignored(IgnoreReason::Fqdn),
+            Err(e @ Unreadable::AddressType(_)) => {
                 return Admission::Rejected(Problem::endpoint_slice(
                     &namespace,
                     &name,
-                    format!("unsupported addressType {}; ignored", quote(other)),
+                    e.to_string(),
                 ));
             }
         };
@@ -108,107 +92,28 @@ impl EndpointSliceView {
             }
         };
         let mut problems = ProblemSink::new(ObjectKind::EndpointSlice, &namespace, &name);
-
-        let mut ports = Vec::new();
-        for (i, p) in slice.ports.iter().flatten().enumerate() {
-            let Some(pname) = p.name.clone() else {
-                problems.report(|| format!("port #{i} has no name; ignored"));
-                continue;
-            };
-            let label = if pname.is_empty() {
-                format!("port #{i}")
-            } else {
-                format!("port {}", quote(&pname))
-            };
-            let Some(protocol) = parse_protocol(p.protocol.as_deref()) else {
-                problems.report(|| {
-                    format!(
-                        "{label}: unsupported protocol {}; ignored",
-                        quote(p.protocol.as_deref().unwrap_or_default())
-                    )
-                });
-                continue;
-            };
-            let port = match p.port {
-                None => {
-                    problems.report(|| format!("{label}: no port number; ignored"));
-                    continue;
-                }
-                Some(n) => match u16::try_from(n).ok().filter(|&n| n != 0) {
-                    Some(n) => n,
-                    None => {
-                        problems.report(|| format!("{label}: invalid port {n}; ignored"));
-                        continue;
-                    }
-                },
-            };
-            let dup = SlicePortView {
-                name: pname,
-                protocol,
-                port,
-            };
-            if ports
-                .iter()
-                .any(|q: &SlicePortView| q.name == dup.name && q.protocol == dup.protocol)
-            {
-                problems.report(|| format!("{label}: duplicate name and protocol; ignored"));
-                continue;
-            }
-            ports.push(dup);
+        for p in &read.problems {
+            problems.report(|| p.to_string());
         }
-
-        let mut endpoints = Vec::with_capacity(slice.endpoints.len());
-        for (i, ep) in slice.endpoints.iter().enumerate() {
-            let Some(first) = ep.addresses.first() else {
-                problems.report(|| format!("endpoint #{i} has no addresses; ignored"));
-                continue;
-            };
-            let Some(ip) = parse_ip(first) else {
-                problems
-                    .report(|| format!("endpoint #{i}: invalid address {}; ignored", quote(first)));
-                continue;
-            };
-            if AddressFamily::of(&ip) != family {
-                problems.report(|| {
-                    format!(
-                        "endpoint #{i}: address {ip} does not match addressType {}; ignored",
-                        slice.address_type
-                    )
-                });
-                continue;
-            }
-            if ip.is_unspecified() || ip.is_multicast() {
-                problems.report(|| {
-                    format!("endpoint #{i}: address {ip} cannot be a real server; ignored")
-                });
-                continue;
-            }
-            let cond = ep.conditions.as_ref();
-            let hints = ep.hints.as_ref();
-            endpoints.push(EndpointView {
-                ip,
-                node_name: ep.node_name.clone(),
-                ready: cond.and_then(|c| c.ready).unwrap_or(true),
-                serving: cond.and_then(|c| c.serving).unwrap_or(true),
-                terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
-                zone_hints: hints
-                    .and_then(|h| h.for_zones.as_ref())
-                    .map(|z| z.iter().map(|z| z.name.clone()).collect())
-                    .unwrap_or_default(),
-                node_hints: hints
-                    .and_then(|h| h.for_nodes.as_ref())
-                    .map(|n| n.iter().map(|n| n.name.clone()).collect())
-                    .unwrap_or_default(),
-            });
-        }
-
+        problems.suppressed(read.more_problems);
         Admission::Accepted(EndpointSliceView {
             namespace,
             name,
             service_name,
-            family,
-            ports,
-            endpoints,
+            family: match read.address_type {
+                AddressType::Ipv4 => AddressFamily::Ipv4,
+                AddressType::Ipv6 => AddressFamily::Ipv6,
+            },
+            ports: read
+                .ports
+                .into_iter()
+                .map(|p| SlicePortView {
+                    name: p.name,
+                    protocol: ipvs_protocol(p.protocol),
+                    port: p.port,
+                })
+                .collect(),
+            endpoints: read.endpoints,
             problems: problems.finish(),
         })
     }

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use ipvs_sys::AddressFamily;
 
 use super::exec::{CommandRunner, ExecError};
-use super::sets::{EntryParseError, IpSets, SetEntry, SetKind, SetName, family_keyword};
+use super::sets::{EntryParseError, family_keyword};
+use crate::plan::{IpSets, SetEntry, SetKind, SetName};
 
 /// A set of ours as `ipset save` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use ipvs_sys::{AddressFamily, Protocol};
 
-use super::sets::{SetName, protocol_keyword};
+use super::sets::protocol_keyword;
+use crate::plan::SetName;
 
 /// An iptables table we write to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -16,8 +16,11 @@ mod sets;
 mod sync;
 pub mod sysctl;
 
-pub use exec::*;
+pub use exec::{CommandRunner, ExecError, ExecOutput, InvalidNetnsName, SystemRunner};
 pub use ipset::{RejectedEntry, canonical_sets};
 pub use rules::{ConfigError, LocalDetector, NetfilterConfig};
-pub use sets::*;
-pub use sync::*;
+pub use sets::EntryParseError;
+pub use sync::{
+    CleanupReport, Netfilter, NetfilterError, SyncReport, parse_iptables_version,
+    probe_random_fully,
+};

@@ -12,8 +12,8 @@ use ipvs_sys::{AddressFamily, Protocol};
 use super::iptables::{
     AddrDir, Chain, CtState, InterfaceName, Match, OUR_CHAINS, Rule, Saved, SetFlags, Table, Target,
 };
-use super::sets::{IpSets, SetKind, SetName};
 use crate::plan::LbOutFilter;
+use crate::plan::{IpSets, SetKind, SetName};
 
 /// How kube-proxy tells traffic from this cluster's pods apart
 /// (`--detect-local-mode`); used on the `KUBE-CLUSTER-IP` rule.

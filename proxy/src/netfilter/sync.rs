@@ -77,7 +77,7 @@ pub struct CleanupReport {
 /// sync can skip the reads.
 #[derive(Debug, Default)]
 struct Applied {
-    sets: super::IpSets,
+    sets: crate::plan::IpSets,
     rules: [Option<rules::RuleSet>; 2],
 }
 
@@ -228,7 +228,7 @@ impl<R: CommandRunner> Netfilter<R> {
         let (sets, rejected) = ipset::canonical_sets(&desired.sets, families);
         let mut plan = ipset::IpsetPlan::default();
         let empty = std::collections::BTreeSet::new();
-        for name in super::SetName::all() {
+        for name in crate::plan::SetName::all() {
             if !families.contains(&name.family) {
                 continue;
             }
@@ -288,7 +288,7 @@ impl<R: CommandRunner> Netfilter<R> {
     fn sync_rules(
         &self,
         family: AddressFamily,
-        sets: &super::IpSets,
+        sets: &crate::plan::IpSets,
         desired: &DesiredState,
     ) -> Result<(usize, usize, rules::RuleSet), NetfilterError> {
         let saved = self.read_iptables(family)?;

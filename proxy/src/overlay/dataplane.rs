@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use ipvs_sys::rtnl::RtnlClient;
 
 use super::config::NetConf;
+use super::error::OverlayError;
 use super::kernel::OverlayKernel;
 use super::masq::Masq;
 use super::model::{DeviceSpec, DeviceState, RemoteNode};
@@ -27,36 +28,36 @@ pub struct SystemDataplane {
 }
 
 /// Runs `f` on a thread that first joins the network namespace at `path`.
-fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, OverlayError> {
+    let netns = |source| OverlayError::Netns {
+        path: path.to_owned(),
+        source,
+    };
     std::thread::scope(|s| {
         s.spawn(|| {
-            let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = std::fs::File::open(path).map_err(netns)?;
             // SAFETY: setns changes only this (scoped, short-lived) thread's
             // namespace; the descriptor is valid for the call.
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             if rc != 0 {
-                return Err(format!(
-                    "setns {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                ));
+                return Err(netns(std::io::Error::last_os_error()));
             }
             Ok(f())
         })
         .join()
-        .map_err(|_| "netns thread panicked".to_owned())?
+        .map_err(|_| OverlayError::NetnsThread)?
     })
 }
 
-fn open_sockets() -> Result<(OverlayKernel, RtnlClient), String> {
-    let kernel = OverlayKernel::open().map_err(|e| e.to_string())?;
-    let rtnl = RtnlClient::open().map_err(|e| e.to_string())?;
+fn open_sockets() -> Result<(OverlayKernel, RtnlClient), OverlayError> {
+    let kernel = OverlayKernel::open()?;
+    let rtnl = RtnlClient::open().map_err(OverlayError::Rtnl)?;
     Ok((kernel, rtnl))
 }
 
 impl SystemDataplane {
     /// Opens the kernel side in the calling thread's network namespace.
-    pub fn open() -> Result<Self, String> {
+    pub fn open() -> Result<Self, OverlayError> {
         let (kernel, rtnl) = open_sockets()?;
         Ok(Self {
             kernel,
@@ -67,7 +68,7 @@ impl SystemDataplane {
 
     /// Opens the kernel side in the network namespace at `path` (e.g.
     /// `/run/netns/NAME`), whatever the caller's is.
-    pub fn open_in_netns(path: &Path) -> Result<Self, String> {
+    pub fn open_in_netns(path: &Path) -> Result<Self, OverlayError> {
         let (kernel, rtnl) = in_netns(path, open_sockets)??;
         Ok(Self {
             kernel,
@@ -90,16 +91,16 @@ impl OverlayDataplane for SystemDataplane {
         iface: Option<&str>,
         public_ip: Option<IpAddr>,
         overlay: &[IpNet],
-    ) -> Result<UnderlayFacts, String> {
+    ) -> Result<UnderlayFacts, OverlayError> {
         let rtnl = &mut self.rtnl;
-        match &self.netns {
-            None => underlay::discover(rtnl, iface, public_ip, overlay),
-            Some(path) => in_netns(path, || underlay::discover(rtnl, iface, public_ip, overlay))?,
-        }
+        Ok(match &self.netns {
+            None => underlay::discover(rtnl, iface, public_ip, overlay)?,
+            Some(path) => in_netns(path, || underlay::discover(rtnl, iface, public_ip, overlay))??,
+        })
     }
 
-    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, String> {
-        self.kernel.ensure_device(spec).map_err(|e| e.to_string())
+    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, OverlayError> {
+        Ok(self.kernel.ensure_device(spec)?)
     }
 
     fn sync(
@@ -107,11 +108,8 @@ impl OverlayDataplane for SystemDataplane {
         device: &DeviceState,
         spec: &DeviceSpec,
         remotes: &[RemoteNode],
-    ) -> Result<KernelReport, String> {
-        self.kernel
-            .sync(device, spec, remotes)
-            .map(report)
-            .map_err(|e| e.to_string())
+    ) -> Result<KernelReport, OverlayError> {
+        Ok(self.kernel.sync(device, spec, remotes).map(report)?)
     }
 
     fn apply_changes(
@@ -119,18 +117,18 @@ impl OverlayDataplane for SystemDataplane {
         device: &DeviceState,
         removed: &[RemoteNode],
         added: &[RemoteNode],
-    ) -> Result<KernelReport, String> {
-        self.kernel
+    ) -> Result<KernelReport, OverlayError> {
+        Ok(self
+            .kernel
             .apply_changes(device, removed, added)
-            .map(report)
-            .map_err(|e| e.to_string())
+            .map(report)?)
     }
 }
 
 /// `--cleanup` with the overlay configured: removes `flannel.<VNI>` and
 /// `flannel-v6.<VNI>` (with them their neighbours, FDB entries and
 /// routes) and our FLANNEL-* chains. Returns the errors.
-pub fn cleanup(conf: &NetConf) -> Vec<String> {
+pub fn cleanup(conf: &NetConf) -> Vec<OverlayError> {
     let mut errors = Vec::new();
     match OverlayKernel::open() {
         Ok(mut k) => {
@@ -138,14 +136,19 @@ pub fn cleanup(conf: &NetConf) -> Vec<String> {
                 format!("flannel.{}", conf.backend.vni),
                 format!("flannel-v6.{}", conf.backend.vni),
             ] {
-                if let Err(e) = k.remove_device(&name) {
-                    errors.push(format!("remove {name}: {e}"));
+                if let Err(source) = k.remove_device(&name) {
+                    errors.push(OverlayError::RemoveDevice { name, source });
                 }
             }
         }
-        Err(e) => errors.push(e.to_string()),
+        Err(e) => errors.push(e.into()),
     }
-    errors.extend(Masq::new(SystemRunner::new()).cleanup());
+    errors.extend(
+        Masq::new(SystemRunner::new())
+            .cleanup()
+            .into_iter()
+            .map(OverlayError::from),
+    );
     errors
 }
 
@@ -156,11 +159,10 @@ pub async fn spawn_system(
     opts: super::run::OverlayOptions,
     client: Option<kube::Client>,
     manifests: Option<PathBuf>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>, OverlayError> {
     let dataplane = tokio::task::spawn_blocking(SystemDataplane::open)
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("overlay: {e}"))?;
+        .map_err(OverlayError::Task)??;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     match (&client, manifests) {
         (Some(c), _) => {
@@ -169,7 +171,7 @@ pub async fn spawn_system(
         (None, Some(dir)) => {
             tokio::spawn(super::nodes::watch_manifest_nodes(dir, tx));
         }
-        (None, None) => return Err("overlay: needs an API server or --manifests".into()),
+        (None, None) => return Err(OverlayError::NoNodeSource),
     }
     Ok(tokio::spawn(async move {
         if let Err(e) = super::run::run(opts, client, rx, dataplane, SystemRunner::new()).await {

@@ -5,6 +5,7 @@
 //! packets carrying the proxy's masquerade mark (0x4000 by default) so a
 //! service packet is never masqueraded twice.
 
+use super::error::MasqError;
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
@@ -268,17 +269,14 @@ impl<R: CommandRunner> Masq<R> {
         self.random_fully[usize::from(family == AddressFamily::Ipv6)]
     }
 
-    fn read(&self, family: AddressFamily) -> Result<Saved, String> {
-        let out = self
-            .runner
-            .run(program(family, Tool::Save), &[], None)
-            .map_err(|e| e.to_string())?;
-        iptables::parse_save(&out.stdout).map_err(|e| e.to_string())
+    fn read(&self, family: AddressFamily) -> Result<Saved, MasqError> {
+        let out = self.runner.run(program(family, Tool::Save), &[], None)?;
+        Ok(iptables::parse_save(&out.stdout)?)
     }
 
     /// Brings one family's chains to `spec` (`random_fully` in `spec` is
     /// replaced by the probe's answer). Returns whether a restore ran.
-    pub fn sync(&self, spec: &MasqSpec) -> Result<bool, String> {
+    pub fn sync(&self, spec: &MasqSpec) -> Result<bool, MasqError> {
         let family = family_of(spec.network);
         let spec = MasqSpec {
             random_fully: self.random_fully(family),
@@ -291,18 +289,16 @@ impl<R: CommandRunner> Masq<R> {
         }
         let mut args: Vec<&str> = WAIT_ARGS.to_vec();
         args.push("--noflush");
-        self.runner
-            .run(
-                program(family, Tool::Restore),
-                &args,
-                Some(input.as_bytes()),
-            )
-            .map_err(|e| e.to_string())?;
+        self.runner.run(
+            program(family, Tool::Restore),
+            &args,
+            Some(input.as_bytes()),
+        )?;
         Ok(true)
     }
 
     /// Removes our jumps and chains in both families; returns the errors.
-    pub fn cleanup(&self) -> Vec<String> {
+    pub fn cleanup(&self) -> Vec<MasqError> {
         let mut errors = Vec::new();
         for family in [AddressFamily::Ipv4, AddressFamily::Ipv6] {
             let input = match self.read(family) {
@@ -320,7 +316,7 @@ impl<R: CommandRunner> Masq<R> {
                     &args,
                     Some(input.as_bytes()),
                 ) {
-                    errors.push(e.to_string());
+                    errors.push(e.into());
                 }
             }
         }

@@ -15,6 +15,7 @@ pub mod annotations;
 pub mod cni;
 pub mod config;
 pub mod dataplane;
+pub mod error;
 pub mod kernel;
 pub mod masq;
 pub mod model;
@@ -24,3 +25,5 @@ pub mod run;
 pub mod status;
 pub mod subnet_env;
 pub mod underlay;
+
+pub use error::{MasqError, OverlayError, UnderlayError};

@@ -13,17 +13,18 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
+use sluice_kube::events::{EventPublisher, Reported, WarningEvents};
 use tokio::sync::mpsc;
 
 use super::cni;
 use super::config::NetConf;
+use super::error::OverlayError;
 use super::masq::{Masq, MasqSpec};
 use super::model::{DesiredOverlay, DeviceSpec, DeviceState, RemoteNode};
 use super::nodes::NodeEvent;
 use super::plan::{self, FreshMacs, OverlayPlan, UnderlayFacts};
-use super::status::{publish_skipped, rfc3339_now, status_current, status_patch};
+use super::status::{rfc3339_now, skipped_warning, status_current, status_patch};
 use super::subnet_env::write_atomic;
 use crate::netfilter::CommandRunner;
 
@@ -70,23 +71,23 @@ pub trait OverlayDataplane: Send + 'static {
         iface: Option<&str>,
         public_ip: Option<IpAddr>,
         overlay: &[IpNet],
-    ) -> Result<UnderlayFacts, String>;
+    ) -> Result<UnderlayFacts, OverlayError>;
     /// Creates or adopts the VXLAN device.
-    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, String>;
+    fn ensure_device(&mut self, spec: &DeviceSpec) -> Result<DeviceState, OverlayError>;
     /// Full reconcile of the remote entries, stale ones removed.
     fn sync(
         &mut self,
         device: &DeviceState,
         spec: &DeviceSpec,
         remotes: &[RemoteNode],
-    ) -> Result<KernelReport, String>;
+    ) -> Result<KernelReport, OverlayError>;
     /// Incremental change: `removed` entries go, then `added` are written.
     fn apply_changes(
         &mut self,
         device: &DeviceState,
         removed: &[RemoteNode],
         added: &[RemoteNode],
-    ) -> Result<KernelReport, String>;
+    ) -> Result<KernelReport, OverlayError>;
 }
 
 /// One family as programmed.
@@ -109,7 +110,14 @@ struct Shell<D, R: CommandRunner> {
 #[derive(Debug, Default)]
 struct StepReport {
     ops: usize,
-    errors: Vec<String>,
+    errors: Vec<OverlayError>,
+}
+
+fn entry_errors(failures: &[(String, String)]) -> impl Iterator<Item = OverlayError> + '_ {
+    failures.iter().map(|(entry, reason)| OverlayError::Entry {
+        entry: entry.clone(),
+        reason: reason.clone(),
+    })
 }
 
 impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
@@ -133,9 +141,7 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
                 }
                 Ok(r) => {
                     report.ops += r.ops;
-                    report
-                        .errors
-                        .extend(r.failures.iter().map(|(w, e)| format!("{w}: {e}")));
+                    report.errors.extend(entry_errors(&r.failures));
                     // Repair with a full sync on the next step.
                     *slot = None;
                 }
@@ -149,9 +155,10 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
         let state = match dataplane.ensure_device(&desired.device) {
             Ok(s) => s,
             Err(e) => {
-                report
-                    .errors
-                    .push(format!("device {}: {e}", desired.device.name));
+                report.errors.push(OverlayError::Device {
+                    name: desired.device.name.clone(),
+                    source: Box::new(e),
+                });
                 *slot = None;
                 return;
             }
@@ -160,9 +167,7 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
             Ok(r) => {
                 report.ops += r.ops;
                 let clean = r.failures.is_empty();
-                report
-                    .errors
-                    .extend(r.failures.iter().map(|(w, e)| format!("{w}: {e}")));
+                report.errors.extend(entry_errors(&r.failures));
                 *slot = clean.then(|| Programmed {
                     spec: desired.device.clone(),
                     state,
@@ -211,15 +216,19 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
                 tracing::info!(path = %opts.subnet_file.display(), "overlay: wrote subnet.env")
             }
             Ok(false) => {}
-            Err(e) => report
-                .errors
-                .push(format!("{}: {e}", opts.subnet_file.display())),
+            Err(source) => report.errors.push(OverlayError::File {
+                path: opts.subnet_file.clone(),
+                source,
+            }),
         }
         if let Some(path) = &opts.cni_conflist {
             match cni::write_conflist(path) {
                 Ok(true) => tracing::info!(path = %path.display(), "overlay: wrote CNI conflist"),
                 Ok(false) => {}
-                Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+                Err(source) => report.errors.push(OverlayError::File {
+                    path: path.clone(),
+                    source,
+                }),
             }
         }
         if rules {
@@ -240,7 +249,7 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
                 match self.masq.sync(&spec) {
                     Ok(true) => report.ops += 1,
                     Ok(false) => {}
-                    Err(e) => report.errors.push(format!("masquerade rules: {e}")),
+                    Err(e) => report.errors.push(e.into()),
                 }
             }
         }
@@ -251,14 +260,14 @@ impl<D: OverlayDataplane, R: CommandRunner> Shell<D, R> {
 async fn blocking<S: Send + 'static, T: Send + 'static>(
     shell: S,
     f: impl FnOnce(&mut S) -> T + Send + 'static,
-) -> Result<(S, T), String> {
+) -> Result<(S, T), OverlayError> {
     tokio::task::spawn_blocking(move || {
         let mut shell = shell;
         let out = f(&mut shell);
         (shell, out)
     })
     .await
-    .map_err(|e| format!("overlay task failed: {e}"))
+    .map_err(OverlayError::Task)
 }
 
 /// Runs the overlay until `events` closes. `client` (None with
@@ -270,7 +279,7 @@ pub async fn run<D, R>(
     mut events: mpsc::Receiver<NodeEvent>,
     dataplane: D,
     runner: R,
-) -> Result<(), String>
+) -> Result<(), OverlayError>
 where
     D: OverlayDataplane,
     R: CommandRunner + 'static,
@@ -279,19 +288,13 @@ where
         v4: plan::random_mac(),
         v6: plan::random_mac(),
     };
-    let recorder = client.clone().map(|c| {
-        Recorder::new(
-            c,
-            Reporter {
-                controller: "sluice-proxy".into(),
-                instance: Some(opts.node_name.clone()),
-            },
-        )
-    });
+    let publisher = client
+        .clone()
+        .map(|c| EventPublisher::new(c, "sluice-proxy", Some(opts.node_name.clone())));
     let nodes_api = client.map(Api::<Node>::all);
     let masq = tokio::task::spawn_blocking(move || Masq::new(runner))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(OverlayError::Task)?;
     let mut shell = Shell {
         dataplane,
         masq,
@@ -314,7 +317,8 @@ where
     let mut patch_pending = false;
     let mut hold_until: Option<Instant> = None;
     let mut last_error: Option<String> = None;
-    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut logged: Reported<(String, String)> = Reported::default();
+    let mut warning_events = WarningEvents::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(node = %opts.node_name, vni = opts.conf.backend.vni, "overlay started");
@@ -359,12 +363,11 @@ where
                     .underlay(o.iface.as_deref(), o.public_ip, &nets)
                 {
                     Ok(f) => sh.facts = Some(f),
-                    Err(e) => return Err(format!("underlay: {e}")),
+                    Err(e) => return Err(e),
                 }
             }
             let facts = sh.facts.clone().unwrap_or_default();
-            let plan = plan::plan(&o.node_name, &list, &o.conf, &facts, fresh)
-                .map_err(|e| e.to_string())?;
+            let plan = plan::plan(&o.node_name, &list, &o.conf, &facts, fresh)?;
             let full = full || sh.needs_full(&plan);
             let kernel = sh.kernel(&plan, full);
             Ok((plan, kernel, full))
@@ -374,9 +377,10 @@ where
         let (plan, kernel, was_full) = match out {
             Ok(x) => x,
             Err(e) => {
-                if last_error.as_deref() != Some(&e) {
+                let message = e.to_string();
+                if last_error.as_deref() != Some(&message) {
                     tracing::error!(error = %e, "overlay: cannot program this node; will retry");
-                    last_error = Some(e);
+                    last_error = Some(message);
                 }
                 // Retry the whole step after a pause.
                 hold_until = Some(now + Duration::from_secs(2));
@@ -398,13 +402,16 @@ where
             .iter()
             .map(|s| (s.node.clone(), s.reason.clone()))
             .collect();
-        for (node, reason) in current.difference(&reported) {
+        for (node, reason) in logged.pending(&current) {
             tracing::warn!(node = %node, reason = %reason, "overlay: skipped remote node");
-            if let Some(r) = &recorder {
-                publish_skipped(r, node, reason).await;
-            }
         }
-        reported = current;
+        if let Some(publisher) = &publisher {
+            let warnings = current.iter().map(|(n, r)| skipped_warning(n, r)).collect();
+            warning_events.report(&warnings, publisher).await;
+        }
+        for item in current {
+            logged.mark(item);
+        }
 
         // Our annotations and condition, only when they differ.
         let own_current = nodes
@@ -459,7 +466,7 @@ where
 fn apply_event(nodes: &mut BTreeMap<String, Node>, ev: NodeEvent, synced: &mut bool) {
     let name = |n: &Node| n.metadata.name.clone().unwrap_or_default();
     match ev {
-        NodeEvent::Replace(list) => {
+        NodeEvent::Replace((), list) => {
             *nodes = list.into_iter().map(|n| (name(&n), n)).collect();
             *synced = true;
         }

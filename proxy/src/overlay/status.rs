@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
+use sluice_kube::events::{Regarding, Warning};
 
 /// The condition reason flannel sets (kept so tools that look for it work).
 pub const CONDITION_REASON: &str = "FlannelIsUp";
@@ -55,21 +55,12 @@ pub(super) fn rfc3339_now() -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn publish_skipped(recorder: &Recorder, node: &str, reason: &str) {
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Node".into()),
-        name: Some(node.to_owned()),
-        ..ObjectReference::default()
-    };
-    let event = Event {
-        type_: EventType::Warning,
+/// The Warning Event of a remote node the overlay skipped.
+pub(super) fn skipped_warning(node: &str, reason: &str) -> Warning {
+    Warning {
+        regarding: Regarding::named::<Node>("", node),
         reason: "OverlayNodeSkipped".into(),
-        note: Some(reason.chars().take(1000).collect()),
         action: "Skipped".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, "overlay: could not publish event");
+        note: reason.to_owned(),
     }
 }

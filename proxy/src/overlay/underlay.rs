@@ -4,6 +4,7 @@
 //! read in the calling thread's network namespace (`/proc/thread-self`,
 //! rtnetlink, ioctls), never through `ip`.
 
+use super::error::UnderlayError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -47,34 +48,34 @@ pub fn default_route_v6(route_file: &str) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-fn c_name(name: &str) -> Result<std::ffi::CString, String> {
-    std::ffi::CString::new(name).map_err(|_| format!("interface name {name:?} contains NUL"))
+fn c_name(name: &str) -> Result<std::ffi::CString, UnderlayError> {
+    std::ffi::CString::new(name).map_err(|_| UnderlayError::NulInName(name.to_owned()))
 }
 
 /// The interface's index (`if_nametoindex`, in this thread's namespace).
-fn index_of(name: &str) -> Result<u32, String> {
+fn index_of(name: &str) -> Result<u32, UnderlayError> {
     let c = c_name(name)?;
     // SAFETY: `c` is a valid NUL-terminated string for the call.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
-        return Err(format!(
-            "interface {name:?}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(UnderlayError::NoSuchInterface {
+            name: name.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(index)
 }
 
 /// The interface's name by index (`if_indextoname`).
-fn name_of(index: u32) -> Result<String, String> {
+fn name_of(index: u32) -> Result<String, UnderlayError> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `buf` has IF_NAMESIZE bytes, as if_indextoname requires.
     let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
     if p.is_null() {
-        return Err(format!(
-            "interface index {index}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(UnderlayError::NoSuchIndex {
+            index,
+            source: std::io::Error::last_os_error(),
+        });
     }
     // SAFETY: on success the buffer holds a NUL-terminated name.
     let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
@@ -83,12 +84,15 @@ fn name_of(index: u32) -> Result<String, String> {
 
 /// The interface's MTU (`SIOCGIFMTU` on a datagram socket of this thread's
 /// namespace).
-fn mtu_of(name: &str) -> Result<u32, String> {
+fn mtu_of(name: &str) -> Result<u32, UnderlayError> {
     let c = c_name(name)?;
     // SAFETY: plain socket(2); the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        return Err(UnderlayError::Mtu {
+            name: name.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     // SAFETY: ifreq is plain data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -102,11 +106,17 @@ fn mtu_of(name: &str) -> Result<u32, String> {
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
     if rc < 0 {
-        return Err(format!("interface {name:?} MTU: {err}"));
+        return Err(UnderlayError::Mtu {
+            name: name.to_owned(),
+            source: err,
+        });
     }
     // SAFETY: SIOCGIFMTU fills the ifru_mtu member.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    u32::try_from(mtu).map_err(|_| format!("interface {name:?} reports MTU {mtu}"))
+    u32::try_from(mtu).map_err(|_| UnderlayError::BadMtu {
+        name: name.to_owned(),
+        mtu,
+    })
 }
 
 /// Finds the underlay interface and reads its facts. `overlay` lists the
@@ -117,8 +127,8 @@ pub fn discover(
     iface: Option<&str>,
     public_ip: Option<IpAddr>,
     overlay: &[IpNet],
-) -> Result<UnderlayFacts, String> {
-    let addrs = rtnl.addresses().map_err(|e| format!("address dump: {e}"))?;
+) -> Result<UnderlayFacts, UnderlayError> {
+    let addrs = rtnl.addresses().map_err(UnderlayError::AddressDump)?;
     let holder = public_ip.and_then(|ip| addrs.iter().find(|a| a.addr == ip));
     let name = match (iface, holder) {
         (Some(name), _) => name.to_owned(),
@@ -131,7 +141,7 @@ pub fn discover(
                 .ok()
                 .and_then(|t| default_route_v4(&t))
                 .or_else(|| read("ipv6_route").ok().and_then(|t| default_route_v6(&t)))
-                .ok_or("no default route: name the underlay with --overlay-iface")?
+                .ok_or(UnderlayError::NoDefaultRoute)?
         }
     };
     let index = index_of(&name)?;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipvs_sys::{Destination, Protocol, Service, ServiceKey};
 
-use crate::netfilter::IpSets;
+use super::sets::IpSets;
 
 /// Which Service (and which of its ports) a virtual server implements.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,9 +17,11 @@ mod config;
 mod desired;
 mod merge;
 mod service;
+pub mod sets;
 mod topology;
 
-pub use config::*;
-pub use desired::*;
-pub use merge::*;
-pub use service::*;
+pub use config::{Limits, NodeFacts, NodePortAddresses, PlannerConfig, node_pod_cidrs};
+pub use desired::{DesiredState, HealthCheck, LbOutFilter, ServicePortRef, VirtualServer};
+pub use merge::{FullPlan, plan, plan_views, sort_problems};
+pub use service::{Frontend, ServicePlan, plan_service};
+pub use sets::{IpSets, SetEntry, SetKind, SetName};

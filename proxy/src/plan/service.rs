@@ -8,12 +8,12 @@ use ipvs_sys::{
     AddressFamily, Destination, Protocol, Scheduler, Service, ServiceFlags, ServiceKey,
 };
 
+use super::sets::{SetEntry, SetKind, SetName};
 use super::topology::{categorize, gather};
 use super::{
     DesiredState, HealthCheck, LbOutFilter, NodeFacts, PlannerConfig, ServicePortRef, VirtualServer,
 };
 use crate::model::{EndpointSliceView, Problem, ServicePortView, ServiceView};
-use crate::netfilter::{SetEntry, SetKind, SetName};
 
 /// One Service's contribution to the node's desired state.
 ///

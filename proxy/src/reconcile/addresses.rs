@@ -23,14 +23,14 @@ pub fn diff(index: u32, current: &BTreeSet<IpAddr>, desired: &BTreeSet<IpAddr>) 
 }
 
 /// What one address sync did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct AddressReport {
     /// Addresses bound.
     pub added: usize,
     /// Addresses unbound.
     pub removed: usize,
-    /// Changes that failed, with the reason.
-    pub failed: Vec<String>,
+    /// Changes that failed.
+    pub failed: Vec<Error>,
 }
 
 /// Keeps `kube-ipvs0` and its addresses in shape.
@@ -114,7 +114,7 @@ impl AddressReconciler {
                 // Raced with someone else doing the same: the outcome holds.
                 (AddrOp::Add(_), Err(e)) if e.kind() == ErrorKind::Exists => {}
                 (AddrOp::Delete(_), Err(e)) if e.kind() == ErrorKind::NoSuchAddress => {}
-                (_, Err(e)) => report.failed.push(e.to_string()),
+                (_, Err(e)) => report.failed.push(e),
             }
         }
         Ok(report)

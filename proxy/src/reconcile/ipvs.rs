@@ -173,12 +173,12 @@ pub fn diff(
 }
 
 /// What one IPVS sync did.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct IpvsReport {
     /// Netlink operations sent (reads excluded).
     pub ops: usize,
-    /// Operations that failed, with reasons.
-    pub failed: Vec<String>,
+    /// Operations that failed.
+    pub failed: Vec<Error>,
     /// UDP real servers removed (for conntrack cleanup).
     pub removed_udp: Vec<(ServiceKey, SocketAddr)>,
     /// Real servers draining after this sync.
@@ -283,7 +283,7 @@ impl IpvsReconciler {
                         ErrorKind::NoSuchDestination | ErrorKind::NoSuchService
                     );
                 if !gone {
-                    report.failed.push(e.to_string());
+                    report.failed.push(e);
                 }
             }
         }

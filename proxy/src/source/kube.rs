@@ -5,11 +5,10 @@
 //! back off and retry inside the watcher; the data plane is never touched
 //! because the API server is unreachable.
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
+use sluice_kube::source::send_all;
+use sluice_kube::watch::watch;
 use tokio::sync::mpsc;
 
 use super::{Kind, Object, SourceEvent};
@@ -28,39 +27,6 @@ pub fn label_selector(service_proxy_name: Option<&str>) -> String {
     }
 }
 
-async fn forward<K, S, W>(kind: Kind, stream: S, wrap: W, tx: mpsc::Sender<SourceEvent>)
-where
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    W: Fn(K) -> Object,
-{
-    let mut stream = std::pin::pin!(stream);
-    let mut listing: Vec<Object> = Vec::new();
-    while let Some(item) = stream.next().await {
-        let event = match item {
-            Ok(watcher::Event::Init) => {
-                listing.clear();
-                continue;
-            }
-            Ok(watcher::Event::InitApply(o)) => {
-                listing.push(wrap(o));
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                SourceEvent::Replace(kind, std::mem::take(&mut listing))
-            }
-            Ok(watcher::Event::Apply(o)) => SourceEvent::Apply(wrap(o)),
-            Ok(watcher::Event::Delete(o)) => SourceEvent::Delete(wrap(o)),
-            Err(e) => {
-                tracing::warn!(?kind, error = %e, "watch failed; retrying with backoff");
-                continue;
-            }
-        };
-        if tx.send(event).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Runs the three watchers until the receiver is dropped.
 pub async fn run(
     client: Client,
@@ -70,26 +36,20 @@ pub async fn run(
 ) {
     let selector = label_selector(service_proxy_name.as_deref());
     let cfg = watcher::Config::default().labels(&selector);
-    let services = watcher(Api::<Service>::all(client.clone()), cfg.clone()).default_backoff();
-    let slices = watcher(Api::<EndpointSlice>::all(client.clone()), cfg).default_backoff();
-    let node_cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
-    let nodes = watcher(Api::<Node>::all(client), node_cfg).default_backoff();
     // Objects are normalized as they arrive, so neither an initial list of
     // 10,000 Services nor the snapshot holds whole API objects.
     let name = service_proxy_name.as_deref();
+    let services = watch(Api::all(client.clone()), cfg.clone(), Kind::Service, |s| {
+        Object::service(&s, name)
+    });
+    let slices = watch(Api::all(client.clone()), cfg, Kind::EndpointSlice, |s| {
+        Object::endpoint_slice(&s, name)
+    });
+    let node_cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
+    let nodes = watch(Api::all(client), node_cfg, Kind::Node, Object::node);
     tokio::join!(
-        forward(
-            Kind::Service,
-            services,
-            |s: Service| Object::service(&s, name),
-            tx.clone()
-        ),
-        forward(
-            Kind::EndpointSlice,
-            slices,
-            |s: EndpointSlice| Object::endpoint_slice(&s, name),
-            tx.clone()
-        ),
-        forward(Kind::Node, nodes, Object::node, tx),
+        send_all(services, &tx),
+        send_all(slices, &tx),
+        send_all(nodes, &tx),
     );
 }

@@ -7,34 +7,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use sluice_kube::{ObjectKey, Watched};
+
 use crate::model::{Admission, EndpointSliceView, ServiceView};
 
 /// Label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// Namespace and name of an object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// Namespace (empty for cluster-scoped objects).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
-        Self {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl std::fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// The kinds of object a source delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,13 +25,21 @@ pub enum Kind {
     Node,
 }
 
+impl Kind {
+    /// Every kind, in the order a manifest reload replaces them.
+    pub const ALL: [Kind; 3] = [Kind::Service, Kind::EndpointSlice, Kind::Node];
+}
+
+/// A change from a source.
+pub type SourceEvent = sluice_kube::SourceEvent<Object>;
+
 /// A Service as the planner needs it: its key and its normalized view (or
 /// why it is not ours). Converted once, when it arrives, so the snapshot
 /// holds a few hundred bytes per Service instead of the whole API object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEntry {
     /// Namespace/name.
-    pub key: ObjectKey,
+    pub key: ObjectKey<Service>,
     /// The view, or why it is ignored or rejected.
     pub admission: Admission<ServiceView>,
 }
@@ -72,9 +58,9 @@ impl ServiceEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceEntry {
     /// Namespace/name.
-    pub key: ObjectKey,
+    pub key: ObjectKey<EndpointSlice>,
     /// The Service it belongs to (its `kubernetes.io/service-name` label).
-    pub service: Option<ObjectKey>,
+    pub service: Option<ObjectKey<Service>>,
     /// Whether a Service owns it (the EndpointSlice controller's slices):
     /// such a slice outliving its Service is garbage about to be collected,
     /// not a mistake worth reporting.
@@ -135,35 +121,21 @@ impl Object {
             Self::Node(_) => Kind::Node,
         }
     }
-
-    /// Its namespace/name (namespace empty for Nodes).
-    pub fn key(&self) -> ObjectKey {
-        match self {
-            Self::Service(s) => s.key.clone(),
-            Self::EndpointSlice(s) => s.key.clone(),
-            Self::Node(n) => ObjectKey::of(&n.metadata),
-        }
-    }
 }
 
-/// A change from a source.
-#[derive(Debug, Clone)]
-pub enum SourceEvent {
-    /// An object was created or updated.
-    Apply(Object),
-    /// An object was deleted.
-    Delete(Object),
-    /// The complete current set of one kind (an initial list, a re-list
-    /// after 410 Gone, or a reloaded manifest directory). Marks the kind
-    /// synced.
-    Replace(Kind, Vec<Object>),
+impl Watched for Object {
+    type Kind = Kind;
+
+    fn kind(&self) -> Kind {
+        Object::kind(self)
+    }
 }
 
 /// What a batch of events changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dirty {
     /// Services whose Service object or EndpointSlices changed.
-    pub services: BTreeSet<ObjectKey>,
+    pub services: BTreeSet<ObjectKey<Service>>,
     /// A Node changed (every Service must be re-planned).
     pub nodes: bool,
     /// Number of Service object changes (for metrics).
@@ -191,32 +163,30 @@ impl Dirty {
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Services by namespace/name.
-    pub services: BTreeMap<ObjectKey, Arc<ServiceEntry>>,
+    pub services: BTreeMap<ObjectKey<Service>, Arc<ServiceEntry>>,
     /// EndpointSlices by namespace/name.
-    pub slices: BTreeMap<ObjectKey, Arc<SliceEntry>>,
+    pub slices: BTreeMap<ObjectKey<EndpointSlice>, Arc<SliceEntry>>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Arc<Node>>,
     /// EndpointSlice keys by the Service they belong to, so a Service's
     /// slices are found without scanning every slice.
-    by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    by_service: BTreeMap<ObjectKey<Service>, BTreeSet<ObjectKey<EndpointSlice>>>,
     synced: BTreeSet<Kind>,
 }
 
-fn slice_service(s: &EndpointSlice) -> Option<ObjectKey> {
+fn slice_service(s: &EndpointSlice) -> Option<ObjectKey<Service>> {
     let name = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(ObjectKey {
-        namespace: s.metadata.namespace.clone().unwrap_or_default(),
-        name: name.clone(),
-    })
+    Some(ObjectKey::new(
+        s.metadata.namespace.clone().unwrap_or_default(),
+        name.clone(),
+    ))
 }
 
 impl Snapshot {
     /// Whether the initial lists of Services and EndpointSlices (and the
     /// Node) are complete: nothing is programmed before.
     pub fn synced(&self) -> bool {
-        [Kind::Service, Kind::EndpointSlice, Kind::Node]
-            .iter()
-            .all(|k| self.synced.contains(k))
+        Kind::ALL.iter().all(|k| self.synced.contains(k))
     }
 
     /// Marks a kind synced without objects (e.g. no Node source).
@@ -227,7 +197,7 @@ impl Snapshot {
     /// The EndpointSlices of a Service.
     pub fn slices_of<'a>(
         &'a self,
-        svc: &'a ObjectKey,
+        svc: &'a ObjectKey<Service>,
     ) -> impl Iterator<Item = &'a Arc<SliceEntry>> + 'a {
         self.by_service
             .get(svc)
@@ -236,7 +206,12 @@ impl Snapshot {
             .filter_map(|k| self.slices.get(k))
     }
 
-    fn index_slice(&mut self, slice: &ObjectKey, svc: Option<ObjectKey>, add: bool) {
+    fn index_slice(
+        &mut self,
+        slice: &ObjectKey<EndpointSlice>,
+        svc: Option<ObjectKey<Service>>,
+        add: bool,
+    ) {
         let Some(svc) = svc else { return };
         if add {
             self.by_service
@@ -256,29 +231,9 @@ impl Snapshot {
         let mut d = Dirty::default();
         match event {
             SourceEvent::Apply(obj) => self.put(obj, &mut d),
-            SourceEvent::Delete(obj) => self.remove(obj.kind(), &obj.key(), &mut d),
+            SourceEvent::Delete(obj) => self.remove(&obj, &mut d),
             SourceEvent::Replace(kind, objs) => {
-                let keep: BTreeSet<ObjectKey> = objs.iter().map(Object::key).collect();
-                let current: Vec<ObjectKey> = match kind {
-                    Kind::Service => self.services.keys().cloned().collect(),
-                    Kind::EndpointSlice => self.slices.keys().cloned().collect(),
-                    Kind::Node => self
-                        .nodes
-                        .keys()
-                        .map(|n| ObjectKey {
-                            namespace: String::new(),
-                            name: n.clone(),
-                        })
-                        .collect(),
-                };
-                let gone: Vec<(Kind, ObjectKey)> = current
-                    .into_iter()
-                    .filter(|k| !keep.contains(k))
-                    .map(|k| (kind, k))
-                    .collect();
-                for (kind, key) in gone {
-                    self.remove(kind, &key, &mut d);
-                }
+                self.remove_all_but(kind, &objs, &mut d);
                 for o in objs {
                     self.put(o, &mut d);
                 }
@@ -286,6 +241,61 @@ impl Snapshot {
             }
         }
         d
+    }
+
+    /// Removes the objects of `kind` that `keep` does not hold (a re-list
+    /// without them: deleted while the watch was down).
+    fn remove_all_but(&mut self, kind: Kind, keep: &[Object], d: &mut Dirty) {
+        match kind {
+            Kind::Service => {
+                let keep: BTreeSet<&ObjectKey<Service>> = keep
+                    .iter()
+                    .filter_map(|o| match o {
+                        Object::Service(s) => Some(&s.key),
+                        _ => None,
+                    })
+                    .collect();
+                let gone: Vec<_> = self
+                    .services
+                    .keys()
+                    .filter(|k| !keep.contains(k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.remove_service(&key, d);
+                }
+            }
+            Kind::EndpointSlice => {
+                let keep: BTreeSet<&ObjectKey<EndpointSlice>> = keep
+                    .iter()
+                    .filter_map(|o| match o {
+                        Object::EndpointSlice(s) => Some(&s.key),
+                        _ => None,
+                    })
+                    .collect();
+                let gone: Vec<_> = self
+                    .slices
+                    .keys()
+                    .filter(|k| !keep.contains(k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.remove_slice(&key, d);
+                }
+            }
+            Kind::Node => {
+                let keep: BTreeSet<&str> = keep
+                    .iter()
+                    .filter_map(|o| match o {
+                        Object::Node(n) => Some(n.metadata.name.as_deref().unwrap_or_default()),
+                        _ => None,
+                    })
+                    .collect();
+                let before = self.nodes.len();
+                self.nodes.retain(|name, _| keep.contains(name.as_str()));
+                d.nodes |= self.nodes.len() != before;
+            }
+        }
     }
 
     fn put(&mut self, obj: Object, d: &mut Dirty) {
@@ -326,28 +336,33 @@ impl Snapshot {
         }
     }
 
-    fn remove(&mut self, kind: Kind, key: &ObjectKey, d: &mut Dirty) {
-        match kind {
-            Kind::Service => {
-                if self.services.remove(key).is_some() {
-                    d.services.insert(key.clone());
-                    d.service_changes += 1;
-                }
-            }
-            Kind::EndpointSlice => {
-                if let Some(old) = self.slices.remove(key) {
-                    if let Some(svc) = &old.service {
-                        d.services.insert(svc.clone());
-                        self.index_slice(key, Some(svc.clone()), false);
-                    }
-                    d.endpoint_changes += 1;
-                }
-            }
-            Kind::Node => {
-                if self.nodes.remove(&key.name).is_some() {
+    fn remove(&mut self, obj: &Object, d: &mut Dirty) {
+        match obj {
+            Object::Service(s) => self.remove_service(&s.key, d),
+            Object::EndpointSlice(s) => self.remove_slice(&s.key, d),
+            Object::Node(n) => {
+                let name = n.metadata.name.as_deref().unwrap_or_default();
+                if self.nodes.remove(name).is_some() {
                     d.nodes = true;
                 }
             }
+        }
+    }
+
+    fn remove_service(&mut self, key: &ObjectKey<Service>, d: &mut Dirty) {
+        if self.services.remove(key).is_some() {
+            d.services.insert(key.clone());
+            d.service_changes += 1;
+        }
+    }
+
+    fn remove_slice(&mut self, key: &ObjectKey<EndpointSlice>, d: &mut Dirty) {
+        if let Some(old) = self.slices.remove(key) {
+            if let Some(svc) = &old.service {
+                d.services.insert(svc.clone());
+                self.index_slice(key, Some(svc.clone()), false);
+            }
+            d.endpoint_changes += 1;
         }
     }
 }
@@ -379,11 +394,8 @@ mod tests {
         )
     }
 
-    fn key(ns: &str, name: &str) -> ObjectKey {
-        ObjectKey {
-            namespace: ns.into(),
-            name: name.into(),
-        }
+    fn key(ns: &str, name: &str) -> ObjectKey<Service> {
+        ObjectKey::new(ns, name)
     }
 
     #[test]

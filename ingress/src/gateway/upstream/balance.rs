@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
+
 use super::h1_pool::IdleConnections;
 use crate::gateway::routing::{AppProtocol, EndpointSet};
 
@@ -34,10 +36,12 @@ pub struct EndpointState {
     epoch: Instant,
     /// Keep-alive HTTP/1.1 connections to this address.
     idle: IdleConnections,
+    /// Slots for HTTP/1.1 connections in use ([`super::slots`]).
+    slots: Arc<Semaphore>,
 }
 
 impl EndpointState {
-    fn new(addr: SocketAddr, epoch: Instant) -> Self {
+    fn new(addr: SocketAddr, epoch: Instant, max_connections: usize) -> Self {
         Self {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string())
@@ -47,7 +51,13 @@ impl EndpointState {
             ejected_until: AtomicU64::new(0),
             epoch,
             idle: IdleConnections::default(),
+            slots: super::slots::semaphore(max_connections),
         }
+    }
+
+    /// The slots for HTTP/1.1 connections in use to this endpoint.
+    pub(crate) fn slots(&self) -> &Arc<Semaphore> {
+        &self.slots
     }
 
     /// The address.
@@ -122,18 +132,27 @@ impl Drop for InFlight {
 pub struct Registry {
     states: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
     epoch: Instant,
+    max_connections_per_endpoint: usize,
 }
 
 impl Default for Registry {
+    /// A registry whose endpoints have no connection cap.
     fn default() -> Self {
-        Self {
-            states: Mutex::default(),
-            epoch: Instant::now(),
-        }
+        Self::new(0)
     }
 }
 
 impl Registry {
+    /// A registry whose endpoints allow `max_connections_per_endpoint`
+    /// HTTP/1.1 connections in use each (0 = no cap).
+    pub fn new(max_connections_per_endpoint: usize) -> Self {
+        Self {
+            states: Mutex::default(),
+            epoch: Instant::now(),
+            max_connections_per_endpoint,
+        }
+    }
+
     /// The balancer for an endpoint set, reusing the state of addresses
     /// already known (and forgetting addresses nobody uses any more).
     pub fn pool(&self, set: &EndpointSet) -> Pool {
@@ -148,7 +167,11 @@ impl Registry {
                 if let Some(s) = states.get(&addr).and_then(Weak::upgrade) {
                     return s;
                 }
-                let s = Arc::new(EndpointState::new(addr, self.epoch));
+                let s = Arc::new(EndpointState::new(
+                    addr,
+                    self.epoch,
+                    self.max_connections_per_endpoint,
+                ));
                 states.insert(addr, Arc::downgrade(&s));
                 s
             })

@@ -17,6 +17,13 @@
 //! body on first poll: if the client never polled it (the connection was
 //! never made), it is taken back and reused. Nothing else is retried: a
 //! request that reached an endpoint may have had effects.
+//!
+//! **Caps.** An HTTP/1.1 request takes its slots ([`super::slots`]) before
+//! it gets a connection: the client connection's and the gateway's total
+//! once, an endpoint's on each attempt (an endpoint without a free slot is
+//! passed over for one that has one; when all are full, the request waits
+//! for its first choice). Over a cap for the whole queue timeout (the
+//! connect timeout) it fails with [`UpstreamError::Busy`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,8 +40,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::balance::{EndpointState, InFlight, Pool};
 use super::h1_pool::{self, UpstreamBody};
+use super::slots::{self, SlotLimit, Slots};
 use crate::gateway::body::{BoxError, GatewayBody};
 use crate::gateway::config::UpstreamConfig;
 use crate::gateway::routing::AppProtocol;
@@ -71,6 +81,23 @@ pub enum UpstreamError {
         /// The client error.
         source: BoxError,
     },
+    /// No connection slot under a cap within the queue timeout.
+    #[error("upstream connection limit reached ({0})")]
+    Busy(SlotLimit),
+}
+
+/// What happened on the way to a response, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// A new HTTP/1.1 connection to the endpoint was made.
+    Connected(SocketAddr),
+    /// Connecting failed; `ejected` when that ejected the endpoint.
+    ConnectFailed {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// Whether the endpoint is now ejected.
+        ejected: bool,
+    },
 }
 
 /// A response head from an endpoint.
@@ -86,6 +113,9 @@ pub struct Forwarded {
     pub latency: Duration,
     /// Endpoints tried.
     pub attempts: u32,
+    /// The connection slots the exchange holds, until the response ends
+    /// (or the tunnel of an upgrade closes).
+    pub slots: Slots,
 }
 
 /// The upstream clients: HTTP/1.1 and HTTP/2 prior knowledge.
@@ -93,6 +123,8 @@ pub struct Forwarded {
 pub struct Clients {
     h2: Client<HttpConnector, ReclaimBody>,
     cfg: UpstreamConfig,
+    /// Slots for HTTP/1.1 connections in use, gateway-wide.
+    total: Arc<Semaphore>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -137,6 +169,7 @@ impl Clients {
             .build(connector);
         Self {
             h2,
+            total: slots::semaphore(cfg.max_connections),
             cfg,
             connect_timeout,
             read_timeout,
@@ -148,13 +181,18 @@ impl Clients {
         &self,
         ep: &Arc<EndpointState>,
         req: Request<ReclaimBody>,
+        observe: &(dyn Fn(UpstreamEvent) + Sync),
     ) -> Result<Response<UpstreamBody>, AttemptError> {
         let idle = ep.idle_connections();
         let mut sender = match idle.checkout(self.cfg.pool_idle_timeout).await {
             Some(s) => s,
-            None => h1_pool::connect(ep.addr(), self.connect_timeout)
-                .await
-                .map_err(|e| AttemptError::Connect(Box::new(e)))?,
+            None => {
+                let s = h1_pool::connect(ep.addr(), self.connect_timeout)
+                    .await
+                    .map_err(|e| AttemptError::Connect(Box::new(e)))?;
+                observe(UpstreamEvent::Connected(ep.addr()));
+                s
+            }
         };
         let response = sender
             .send_request(req)
@@ -178,15 +216,67 @@ impl Clients {
         Ok(response.map(UpstreamBody::unpooled))
     }
 
+    /// An endpoint of `pool` not in `tried` with a free connection slot
+    /// (see the module docs), waiting until `deadline` at most.
+    async fn pick_with_slot(
+        &self,
+        pool: &Pool,
+        tried: &[SocketAddr],
+        deadline: tokio::time::Instant,
+    ) -> Result<(Arc<EndpointState>, OwnedSemaphorePermit), UpstreamError> {
+        let Some(first) = pool.pick(tried) else {
+            return Err(UpstreamError::NoEndpoints);
+        };
+        if let Ok(p) = first.slots().clone().try_acquire_owned() {
+            return Ok((first, p));
+        }
+        let mut full = tried.to_vec();
+        full.push(first.addr());
+        while let Some(ep) = pool.pick(&full) {
+            if let Ok(p) = ep.slots().clone().try_acquire_owned() {
+                return Ok((ep, p));
+            }
+            full.push(ep.addr());
+        }
+        let p = slots::acquire(first.slots(), deadline, SlotLimit::Endpoint)
+            .await
+            .map_err(UpstreamError::Busy)?;
+        Ok((first, p))
+    }
+
+    /// The client connection's and the gateway-wide slots of an HTTP/1.1
+    /// request.
+    async fn request_slots(
+        &self,
+        client: Option<&Arc<Semaphore>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Slots, UpstreamError> {
+        let mut held = Slots::default();
+        if let Some(c) = client {
+            held.push(
+                slots::acquire(c, deadline, SlotLimit::ClientConnection)
+                    .await
+                    .map_err(UpstreamError::Busy)?,
+            );
+        }
+        held.push(
+            slots::acquire(&self.total, deadline, SlotLimit::Total)
+                .await
+                .map_err(UpstreamError::Busy)?,
+        );
+        Ok(held)
+    }
+
     /// Sends `req` (origin-form target, headers already rewritten) to an
     /// endpoint of `pool`, retrying connect failures as the module docs
-    /// say. `on_connect_failure(addr, ejected)` is called for each failed
-    /// connection attempt.
+    /// say. `client_slots` caps the client connection's HTTP/1.1
+    /// exchanges; `observe` hears of every connection made or failed.
     pub async fn forward(
         &self,
         pool: &Pool,
         req: Request<GatewayBody>,
-        on_connect_failure: impl Fn(SocketAddr, bool),
+        client_slots: Option<&Arc<Semaphore>>,
+        observe: &(dyn Fn(UpstreamEvent) + Sync),
     ) -> Result<Forwarded, UpstreamError> {
         let (parts, body) = req.into_parts();
         let mut parts = Some(parts);
@@ -196,10 +286,22 @@ impl Clients {
         let end = body.is_end_stream();
         let slot = Arc::new(Mutex::new(Some(body)));
         let h2 = pool.protocol() == AppProtocol::H2c;
+        let deadline = slots::deadline(self.connect_timeout);
+        let mut held = if h2 {
+            Slots::default()
+        } else {
+            self.request_slots(client_slots, deadline).await?
+        };
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
-            let Some(ep) = pool.pick(&tried) else {
-                return Err(UpstreamError::NoEndpoints);
+            let (ep, ep_slot) = if h2 {
+                match pool.pick(&tried) {
+                    Some(ep) => (ep, None),
+                    None => return Err(UpstreamError::NoEndpoints),
+                }
+            } else {
+                let (ep, slot) = self.pick_with_slot(pool, &tried, deadline).await?;
+                (ep, Some(slot))
             };
             let addr = ep.addr();
             tried.push(addr);
@@ -220,17 +322,21 @@ impl Clients {
                 tokio::time::timeout(self.read_timeout, self.send_h2(req)).await
             } else {
                 let req = build_h1_request(head, ep.authority(), body);
-                tokio::time::timeout(self.read_timeout, self.send_h1(&ep, req)).await
+                tokio::time::timeout(self.read_timeout, self.send_h1(&ep, req, observe)).await
             };
             match result {
                 Ok(Ok(response)) => {
                     ep.record_success();
+                    if let Some(s) = ep_slot {
+                        held.push(s);
+                    }
                     return Ok(Forwarded {
                         response,
                         endpoint: addr,
                         in_flight,
                         latency: start.elapsed(),
                         attempts,
+                        slots: held,
                     });
                 }
                 Ok(Err(AttemptError::Connect(e))) => {
@@ -239,7 +345,7 @@ impl Clients {
                         self.cfg.eject_after_failures,
                         self.cfg.ejection_cooldown,
                     );
-                    on_connect_failure(addr, ejected);
+                    observe(UpstreamEvent::ConnectFailed { addr, ejected });
                     let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
                     if !(may_retry && body_unsent) {
                         return Err(UpstreamError::Connect {

@@ -1,0 +1,461 @@
+//! Access control: source ranges, basic auth, external auth, client
+//! certificates, `satisfy`, `enable-global-auth`.
+//!
+//! ingress-nginx answers 503 for a location whose access-control value it
+//! cannot use (a bad CIDR, a missing Secret name, a Secret in another
+//! namespace); every such case here is a denial ([`super::Denial`]), so a
+//! typo never opens an Ingress.
+
+use std::str::FromStr;
+
+use super::canary::HeaderPattern;
+use super::configmap::ControllerSettings;
+use super::reader::Reader;
+use super::values::{CidrList, ObjectName, ValueError, parse_bool, parse_header_list, parse_u32};
+
+/// Where the htpasswd lines of basic auth come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AuthSecretType {
+    /// `auth-file`: an htpasswd file in the Secret's key `auth` (default).
+    #[default]
+    AuthFile,
+    /// `auth-map`: each key is a user, its value the password hash.
+    AuthMap,
+}
+
+/// `auth-type: basic` with `auth-secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BasicAuth {
+    /// `auth-secret`, in the Ingress's namespace.
+    pub secret: ObjectName,
+    /// `auth-secret-type`.
+    pub secret_type: AuthSecretType,
+    /// `auth-realm` (in `WWW-Authenticate`).
+    pub realm: String,
+}
+
+/// The HTTP method of the auth request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AuthMethod(pub http::Method);
+
+impl FromStr for AuthMethod {
+    type Err = ValueError;
+
+    /// One of ingress-nginx's list, upper case.
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        const LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE";
+        let m = match s.trim() {
+            "GET" => http::Method::GET,
+            "HEAD" => http::Method::HEAD,
+            "POST" => http::Method::POST,
+            "PUT" => http::Method::PUT,
+            "PATCH" => http::Method::PATCH,
+            "DELETE" => http::Method::DELETE,
+            "CONNECT" => http::Method::CONNECT,
+            "OPTIONS" => http::Method::OPTIONS,
+            "TRACE" => http::Method::TRACE,
+            _ => return Err(ValueError::NotOneOf(LIST)),
+        };
+        Ok(Self(m))
+    }
+}
+
+/// An absolute `http`/`https` URL without nginx variables.
+fn parse_http_url(s: &str) -> Result<http::Uri, ValueError> {
+    let s = s.trim();
+    if s.contains('$') {
+        return Err(ValueError::Invalid(
+            "nginx variables in URLs are not supported".into(),
+        ));
+    }
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| ValueError::Invalid(format!("not a URL: {e}")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(h)) if !h.is_empty() && !h.contains("..") => Ok(uri),
+        _ => Err(ValueError::Invalid(
+            "want an http:// or https:// URL with a host".into(),
+        )),
+    }
+}
+
+/// A part of an `auth-signin` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SigninPart {
+    /// Text.
+    Literal(String),
+    /// `$request_uri`: the path and query as received.
+    RequestUri,
+    /// `$escaped_request_uri`: the same, percent-encoded for a query value.
+    EscapedRequestUri,
+    /// `$scheme` / `$pass_access_scheme`.
+    Scheme,
+    /// `$host`.
+    Host,
+    /// `$http_host` / `$best_http_host`: the Host header as sent.
+    HttpHost,
+}
+
+/// `auth-signin`: where a 401 from the auth service redirects (302). As in
+/// ingress-nginx, without a redirect parameter in the URL one is added:
+/// `<param>=$pass_access_scheme://$http_host$escaped_request_uri`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SigninUrl {
+    /// The parts, redirect parameter included.
+    pub parts: Vec<SigninPart>,
+}
+
+impl SigninUrl {
+    /// Parses the annotation with the redirect parameter `param`.
+    pub fn parse(s: &str, param: &str) -> Result<Self, ValueError> {
+        let s = s.trim();
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let end = rest.find('$').unwrap_or(rest.len());
+            if end > 0 {
+                parts.push(SigninPart::Literal(rest[..end].to_owned()));
+            }
+            rest = &rest[end..];
+            let Some(var) = rest.strip_prefix('$') else {
+                break;
+            };
+            let len = var
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(var.len());
+            parts.push(match &var[..len] {
+                "request_uri" => SigninPart::RequestUri,
+                "escaped_request_uri" => SigninPart::EscapedRequestUri,
+                "scheme" | "pass_access_scheme" => SigninPart::Scheme,
+                "host" => SigninPart::Host,
+                "http_host" | "best_http_host" => SigninPart::HttpHost,
+                other => {
+                    return Err(ValueError::Invalid(format!(
+                        "nginx variable ${other} is not supported"
+                    )));
+                }
+            });
+            rest = &var[len..];
+        }
+        // The URL must hold with the variables filled in.
+        let sample: String = parts
+            .iter()
+            .map(|p| match p {
+                SigninPart::Literal(l) => l.as_str(),
+                SigninPart::Scheme => "https",
+                _ => "x",
+            })
+            .collect();
+        let uri = parse_http_url(&sample)?;
+        let query = uri.query().unwrap_or("");
+        let has_param = query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some(param));
+        if !has_param {
+            let sep = if query.is_empty() && !sample.ends_with('?') {
+                "?"
+            } else {
+                "&"
+            };
+            parts.push(SigninPart::Literal(format!("{sep}{param}=")));
+            parts.push(SigninPart::Scheme);
+            parts.push(SigninPart::Literal("://".into()));
+            parts.push(SigninPart::HttpHost);
+            parts.push(SigninPart::EscapedRequestUri);
+        }
+        Ok(Self { parts })
+    }
+}
+
+/// `auth-url` and its companions: an auth request per request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalAuth {
+    /// `auth-url`.
+    pub url: http::Uri,
+    /// `auth-method` (default GET, nginx's subrequest method).
+    pub method: http::Method,
+    /// `auth-signin`: where a 401 redirects (302).
+    pub signin: Option<SigninUrl>,
+    /// `auth-signin-redirect-param` (default `rd`).
+    pub signin_redirect_param: String,
+    /// `auth-response-headers`: copied from the auth answer upstream.
+    pub response_headers: Vec<http::HeaderName>,
+    /// `auth-request-redirect`: the `X-Auth-Request-Redirect` header
+    /// (default: the request URI).
+    pub request_redirect: Option<String>,
+    /// `auth-always-set-cookie`.
+    pub always_set_cookie: bool,
+}
+
+/// `auth-tls-verify-client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VerifyClient {
+    /// A valid certificate is required (400 otherwise). Default.
+    #[default]
+    On,
+    /// No certificate is asked for.
+    Off,
+    /// Asked for; an invalid one fails, none passes.
+    Optional,
+    /// Asked for; never fails, the result is passed upstream.
+    OptionalNoCa,
+}
+
+impl FromStr for VerifyClient {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        match s.trim() {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            "optional" => Ok(Self::Optional),
+            "optional_no_ca" => Ok(Self::OptionalNoCa),
+            _ => Err(ValueError::NotOneOf("on, off, optional, optional_no_ca")),
+        }
+    }
+}
+
+/// `auth-tls-*`: client certificates, for the whole host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCertAuth {
+    /// `auth-tls-secret` (`ca.crt`).
+    pub secret: ObjectName,
+    /// `auth-tls-verify-client`.
+    pub verify: VerifyClient,
+    /// `auth-tls-verify-depth` (default 1).
+    pub depth: u32,
+    /// `auth-tls-pass-certificate-to-upstream` (header `ssl-client-cert`).
+    pub pass_certificate: bool,
+    /// `auth-tls-error-page`: redirect on failure instead of 400.
+    pub error_page: Option<String>,
+    /// `auth-tls-match-cn`: the subject must match (`CN=` + regex); 403
+    /// otherwise.
+    pub match_cn: Option<HeaderPattern>,
+}
+
+/// `satisfy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Satisfy {
+    /// Every check must pass (default).
+    #[default]
+    All,
+    /// One check suffices (source range or auth).
+    Any,
+}
+
+/// The access policy of an Ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Allowed client ranges (annotation, else the ConfigMap's
+    /// `whitelist-source-range`); others get 403.
+    pub allow: Option<CidrList>,
+    /// Denied client ranges (annotation, else the ConfigMap's
+    /// `denylist-source-range`): 403.
+    pub deny: Option<CidrList>,
+    /// Basic auth.
+    pub basic: Option<BasicAuth>,
+    /// External auth.
+    pub external: Option<ExternalAuth>,
+    /// Client certificates (host-wide).
+    pub client_cert: Option<ClientCertAuth>,
+    /// `satisfy`.
+    pub satisfy: Satisfy,
+    /// `enable-global-auth` (default true): whether the ConfigMap's
+    /// `global-auth-url` applies.
+    pub global_auth: bool,
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        Self {
+            allow: None,
+            deny: None,
+            basic: None,
+            external: None,
+            client_cert: None,
+            satisfy: Satisfy::All,
+            global_auth: true,
+        }
+    }
+}
+
+/// A Secret named `name` or `ns/name`, which must be in the Ingress's
+/// namespace (ingress-nginx's default `allow-cross-namespace-resources:
+/// false`).
+fn same_namespace_secret(v: &str, namespace: &str) -> Result<ObjectName, ValueError> {
+    let s = ObjectName::parse(v, namespace)?;
+    if s.is_in(namespace) {
+        Ok(s)
+    } else {
+        Err(ValueError::Invalid(format!(
+            "secret {s} is in another namespace"
+        )))
+    }
+}
+
+fn text(s: &str) -> Result<String, ValueError> {
+    let s = s.trim();
+    if s.is_empty() {
+        Err(ValueError::Empty)
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+impl AccessPolicy {
+    pub(crate) fn parse(
+        r: &mut Reader<'_>,
+        settings: &ControllerSettings,
+        namespace: &str,
+    ) -> Self {
+        Self {
+            allow: r
+                .get_guarded("allowlist-source-range", str::parse)
+                .or_else(|| settings.whitelist_source_range.clone()),
+            deny: r
+                .get_guarded("denylist-source-range", str::parse)
+                .or_else(|| settings.denylist_source_range.clone()),
+            basic: parse_basic(r, namespace),
+            external: parse_external(r),
+            client_cert: parse_client_cert(r, namespace),
+            satisfy: r.get_or("satisfy", Satisfy::All, |v| match v.trim() {
+                "all" => Ok(Satisfy::All),
+                "any" => Ok(Satisfy::Any),
+                _ => Err(ValueError::NotOneOf("all, any")),
+            }),
+            global_auth: r.get_or("enable-global-auth", true, parse_bool),
+        }
+    }
+}
+
+fn parse_basic(r: &mut Reader<'_>, namespace: &str) -> Option<BasicAuth> {
+    r.get_guarded("auth-type", |v| match v.trim() {
+        "basic" => Ok(()),
+        "digest" => Err(ValueError::Invalid(
+            "digest auth is not supported by sluice-ingress".into(),
+        )),
+        _ => Err(ValueError::NotOneOf("basic, digest")),
+    })?;
+    if !r.has("auth-secret") {
+        r.deny("auth-type", "auth-type needs auth-secret".into());
+        return None;
+    }
+    let secret = r.get_guarded("auth-secret", |v| same_namespace_secret(v, namespace))?;
+    let secret_type = r.get_guarded("auth-secret-type", |v| match v.trim() {
+        "auth-file" => Ok(AuthSecretType::AuthFile),
+        "auth-map" => Ok(AuthSecretType::AuthMap),
+        _ => Err(ValueError::NotOneOf("auth-file, auth-map")),
+    });
+    if r.has("auth-secret-type") && secret_type.is_none() {
+        return None;
+    }
+    Some(BasicAuth {
+        secret,
+        secret_type: secret_type.unwrap_or_default(),
+        realm: r.get("auth-realm", text).unwrap_or_default(),
+    })
+}
+
+fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
+    let url = r.get_guarded("auth-url", parse_http_url)?;
+    let method = if r.has("auth-method") {
+        r.get_guarded("auth-method", str::parse::<AuthMethod>)?.0
+    } else {
+        http::Method::GET
+    };
+    let response_headers = if r.has("auth-response-headers") {
+        r.get_guarded("auth-response-headers", parse_header_list)?
+    } else {
+        Vec::new()
+    };
+    let signin_redirect_param = r.get_or("auth-signin-redirect-param", "rd".to_owned(), |v| {
+        let v = v.trim();
+        if !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            Ok(v.to_owned())
+        } else {
+            Err(ValueError::Invalid("want a query parameter name".into()))
+        }
+    });
+    Some(ExternalAuth {
+        url,
+        method,
+        signin: r.get("auth-signin", |v| {
+            SigninUrl::parse(v, &signin_redirect_param)
+        }),
+        signin_redirect_param,
+        response_headers,
+        request_redirect: r.get("auth-request-redirect", text),
+        always_set_cookie: r.get_or("auth-always-set-cookie", false, parse_bool),
+    })
+}
+
+fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAuth> {
+    let secret = r.get_guarded("auth-tls-secret", |v| {
+        if !v.contains('/') {
+            return Err(ValueError::Invalid("want NAMESPACE/NAME".into()));
+        }
+        same_namespace_secret(v, namespace)
+    })?;
+    Some(ClientCertAuth {
+        secret,
+        verify: r.get_or("auth-tls-verify-client", VerifyClient::On, str::parse),
+        depth: r
+            .get("auth-tls-verify-depth", parse_u32)
+            .filter(|&d| d > 0)
+            .unwrap_or(1),
+        pass_certificate: r
+            .get_guarded("auth-tls-pass-certificate-to-upstream", parse_bool)
+            .unwrap_or(false),
+        error_page: r.get_guarded("auth-tls-error-page", text),
+        match_cn: r.get_guarded("auth-tls-match-cn", |v| match v.strip_prefix("CN=") {
+            Some(re) => HeaderPattern::new(re),
+            None => Err(ValueError::Invalid("want CN=<regular expression>".into())),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_methods() {
+        assert!(parse_http_url("http://auth.svc.cluster.local:8080/verify").is_ok());
+        for bad in ["/verify", "ftp://x/y", "http://$host/auth", "http://a..b/"] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!("POST".parse::<AuthMethod>().unwrap().0, http::Method::POST);
+        assert!("post".parse::<AuthMethod>().is_err());
+        assert_eq!("optional_no_ca".parse(), Ok(VerifyClient::OptionalNoCa));
+    }
+
+    #[test]
+    fn signin_urls() {
+        let s = SigninUrl::parse(
+            "https://auth.example.com/start?rd=$escaped_request_uri",
+            "rd",
+        )
+        .unwrap();
+        assert_eq!(
+            s.parts.last(),
+            Some(&SigninPart::EscapedRequestUri),
+            "rd kept as written"
+        );
+        let s = SigninUrl::parse("https://auth.example.com/start", "rd").unwrap();
+        assert_eq!(s.parts[1], SigninPart::Literal("?rd=".into()), "rd added");
+        let s = SigninUrl::parse("https://a.com/s?x=1", "next").unwrap();
+        assert_eq!(s.parts[1], SigninPart::Literal("&next=".into()));
+        assert!(SigninUrl::parse("https://a.com/s?rd=$arg_x", "rd").is_err());
+        assert!(SigninUrl::parse("/relative", "rd").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_in_namespace() {
+        assert!(same_namespace_secret("s", "ns").is_ok());
+        assert!(same_namespace_secret("ns/s", "ns").is_ok());
+        assert!(same_namespace_secret("other/s", "ns").is_err());
+    }
+}
