@@ -39,6 +39,8 @@ TARGETS=(
 	"ingress route_table -max_len=2048"
 	"ingress normalize_path -max_len=512"
 	"ingress http1_head -max_len=4096 -dict=ingress/fuzz/http1_head.dict"
+	"ingress annotations -max_len=4096"
+	"sluice-kube manifests -max_len=4096 -dict=sluice-kube/fuzz/manifests.dict"
 )
 
 start=$(date +%s)

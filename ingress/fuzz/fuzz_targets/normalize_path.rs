@@ -74,7 +74,13 @@ fn reference(path: &str) -> Result<String, Reject> {
     let mut trailing = false;
     for (i, raw) in raw_segments.iter().enumerate() {
         let seg = decode_segment(raw)?;
-        if seg.starts_with(".;") || seg.starts_with("..;") {
+        // `.` or `..` with path parameters, the `;` raw or encoded (the
+        // segment is decoded, so an escaped `;` reads `%3B` here).
+        let params = |dots: &str| {
+            seg.strip_prefix(dots)
+                .is_some_and(|r| r.starts_with(';') || r.starts_with("%3B"))
+        };
+        if params(".") || params("..") {
             return Err(Reject::DotSegmentParameter);
         }
         let last = i + 1 == raw_segments.len();

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use sluice_ingress::annotations::IngressPolicy;
 use sluice_ingress::routes::build::SSL_REDIRECT_ANNOTATION;
 use sluice_ingress::routes::class::{
     DEFAULT_CLASS_ANNOTATION, DEFAULT_CONTROLLER, LEGACY_CLASS_ANNOTATION,
@@ -129,6 +130,9 @@ impl Reference {
                         path,
                         path_type,
                         ssl_redirect,
+                        // Annotations are read in ingress-nginx mode only.
+                        policy: IngressPolicy::shared_default(),
+                        canary: None,
                     });
                 }
             }
