@@ -100,7 +100,12 @@ async fn routing_follows_the_api_and_status_goes_to_ours_only() {
         retry: Duration::from_millis(100),
     };
     let tasks = vec![
-        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::kube::run(
+            client.clone(),
+            ev_tx,
+            None,
+            up_tx.subscribe(),
+        )),
         tokio::spawn(controller::leader::run(client.clone(), lease, leader_tx)),
         tokio::spawn(controller::api::write_status(
             client.clone(),
@@ -263,7 +268,12 @@ async fn no_status_without_leadership() {
     let (up_tx, mut up_rx) = watch::channel(None);
     let (leader_tx, leader_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::kube::run(
+            client.clone(),
+            ev_tx,
+            None,
+            up_tx.subscribe(),
+        )),
         tokio::spawn(controller::api::write_status(
             client,
             "192.0.2.10".into(),
@@ -309,7 +319,12 @@ async fn two_problems_on_one_ingress_are_two_events() {
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (up_tx, mut up_rx) = watch::channel(None);
     let tasks = vec![
-        tokio::spawn(controller::kube::run(client.clone(), ev_tx)),
+        tokio::spawn(controller::kube::run(
+            client.clone(),
+            ev_tx,
+            None,
+            up_tx.subscribe(),
+        )),
         tokio::spawn(controller::api::publish_events(client, up_tx.subscribe())),
         tokio::spawn(controller::run(
             ControllerConfig::default(),
