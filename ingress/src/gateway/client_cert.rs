@@ -28,6 +28,10 @@ pub enum CaError {
 
 /// The trust anchors client certificates of a host are checked against.
 pub struct ClientCa {
+    #[allow(
+        dead_code,
+        reason = "read by the TLS listener once client certificates are enforced"
+    )]
     pub(crate) verifier: Arc<dyn ClientCertVerifier>,
 }
 
