@@ -169,7 +169,7 @@ async fn hundred_changes_under_load_fail_no_request() {
     s.wait_ready("green", 2).await;
     let mut active = 0usize;
     let mut replicas = 2usize;
-    let mut pods = s
+    let (mut pods, _) = s
         .wait_answering(&gw, "load.test", "/load", "blue", 2, &none)
         .await;
 
@@ -222,10 +222,15 @@ async fn hundred_changes_under_load_fail_no_request() {
                         ("Deployment scaled down", none.clone())
                     }
                 };
-                pods = s
+                let (now, gateway) = s
                     .wait_answering(&gw, "load.test", "/load", colors[active], replicas, &old)
                     .await;
+                pods = now;
                 lat.add(kind, t.elapsed());
+                lat.add(
+                    &format!("{kind}: gateway, once the pods were Ready"),
+                    gateway,
+                );
             }
             _ => {
                 leaf = ca.leaf(&["secure.test"]);

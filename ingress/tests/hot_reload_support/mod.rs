@@ -204,7 +204,10 @@ impl Scene {
     }
 
     /// Waits until `n` pods of `app` are Ready, none of them in `old`, and
-    /// exactly those answer `GET path` for `host` through `gw`.
+    /// exactly those answer `GET path` for `host` through `gw`. Returns
+    /// them and how long it took from the API server's showing them Ready
+    /// (the EndpointSlice controller's and the gateway's part of a rollout;
+    /// the rest is the simulated node starting pods).
     pub async fn wait_answering(
         &self,
         gw: &Gateway,
@@ -213,11 +216,15 @@ impl Scene {
         app: &str,
         n: usize,
         old: &BTreeSet<String>,
-    ) -> BTreeSet<String> {
+    ) -> (BTreeSet<String>, Duration) {
         let started = Instant::now();
+        let mut ready_since: Option<(BTreeSet<String>, Instant)> = None;
         loop {
             let ready = self.ready_pods(app).await;
             if ready.len() == n && ready.is_disjoint(old) {
+                if ready_since.as_ref().is_none_or(|(r, _)| *r != ready) {
+                    ready_since = Some((ready.clone(), Instant::now()));
+                }
                 let mut seen = BTreeSet::new();
                 for _ in 0..4 * n {
                     if let Some(p) = echo_pod(gw.http, host, path).await {
@@ -225,8 +232,11 @@ impl Scene {
                     }
                 }
                 if seen == ready {
-                    return ready;
+                    let since = ready_since.map(|(_, t)| t.elapsed()).unwrap_or_default();
+                    return (ready, since);
                 }
+            } else {
+                ready_since = None;
             }
             assert!(
                 started.elapsed() < CHANGE_LIMIT,
