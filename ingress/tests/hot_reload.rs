@@ -227,10 +227,7 @@ async fn hundred_changes_under_load_fail_no_request() {
                     .await;
                 pods = now;
                 lat.add(kind, t.elapsed());
-                lat.add(
-                    &format!("{kind}: gateway, once the pods were Ready"),
-                    gateway,
-                );
+                lat.add(&format!("{kind}: once the pods were Ready"), gateway);
             }
             _ => {
                 leaf = ca.leaf(&["secure.test"]);
