@@ -222,12 +222,12 @@ async fn hundred_changes_under_load_fail_no_request() {
                         ("Deployment scaled down", none.clone())
                     }
                 };
-                let (now, gateway) = s
+                let (now, after_ready) = s
                     .wait_answering(&gw, "load.test", "/load", colors[active], replicas, &old)
                     .await;
                 pods = now;
                 lat.add(kind, t.elapsed());
-                lat.add(&format!("{kind}: once the pods were Ready"), gateway);
+                lat.add(&format!("{kind}: once the pods were Ready"), after_ready);
             }
             _ => {
                 leaf = ca.leaf(&["secure.test"]);
