@@ -12,7 +12,7 @@
 //!   `auth-signin` with `rd`, `auth-method`, `auth-request-redirect`, and an
 //!   unreachable service (500);
 //! * fail closed: an access annotation enforced now is served with it, one
-//!   still unenforced (`limit-rps`) keeps the route at 503.
+//!   still unenforced (`auth-proxy-set-headers`) keeps the route at 503.
 
 mod nginx_e2e_support;
 
@@ -442,7 +442,7 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
         "limited",
         "limited.test",
         &[("/", "Prefix", "app"), ("/open", "Prefix", "app")],
-        &[("limit-rps", "5")],
+        &[("auth-proxy-set-headers", "demo/auth-headers")],
     ));
     objects.push(ingress(
         "snippet",
@@ -463,7 +463,7 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
     for path in ["/", "/open/x"] {
         let r = s.curl("limited.test", path, &[]).await;
         assert_eq!(r.status, 503, "{path}");
-        assert!(r.body.contains("limit-rps"), "{}", r.body);
+        assert!(r.body.contains("auth-proxy-set-headers"), "{}", r.body);
     }
     // A snippet is refused, the rest of its Ingress served.
     assert_eq!(s.curl("snippet.test", "/", &[]).await.status, 200);

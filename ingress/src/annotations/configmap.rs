@@ -145,8 +145,8 @@ pub const SETTINGS: &[SettingSpec] = &[
         "PROXY protocol v1 and v2 on the listeners",
     ),
     setting("proxy-protocol-header-timeout", Stage::Listener, "5s", ""),
-    setting("limit-req-status-code", Stage::Limits, "503", ""),
-    setting("limit-conn-status-code", Stage::Limits, "503", ""),
+    enforced(setting("limit-req-status-code", Stage::Limits, "503", "")),
+    enforced(setting("limit-conn-status-code", Stage::Limits, "503", "")),
     SettingSpec {
         key: "allow-snippet-annotations",
         default: "false",

@@ -159,7 +159,7 @@ mod tests {
             ),
             None
         );
-        let other_prefix = [("example.com/limit-rps".to_owned(), "5".to_owned())].into();
+        let other_prefix = [("example.com/auth-tls-secret".to_owned(), "ns/ca".to_owned())].into();
         assert_eq!(check(&other_prefix, &AnnotationPrefix::default(), &s), None);
         let custom = AnnotationPrefix::new("example.com").unwrap();
         assert!(check(&other_prefix, &custom, &s).is_some());

@@ -88,6 +88,17 @@ pub enum LocalError {
     /// "No required SSL certificate was sent").
     #[error("bad request: no required SSL certificate was sent")]
     NoClientCertificate,
+    /// The client is over a `limit-rps`/`limit-rpm` (nginx's
+    /// `limit_req`) or `limit-connections` (`limit_conn`) of the route:
+    /// `limit-req-status-code` or `limit-conn-status-code` (503 unless
+    /// configured).
+    #[error("{}", if *connections { "limiting connections" } else { "limiting requests" })]
+    OverLimit {
+        /// The status to answer.
+        status: u16,
+        /// Over `limit-connections` rather than a request rate.
+        connections: bool,
+    },
     /// The client certificate did not verify (400, nginx's "The SSL
     /// certificate error").
     #[error("bad request: the SSL certificate error")]
@@ -111,6 +122,9 @@ impl LocalError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
             Self::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::OverLimit { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             Self::NoClientCertificate | Self::BadClientCertificate => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamConnect | Self::UpstreamError => StatusCode::BAD_GATEWAY,
