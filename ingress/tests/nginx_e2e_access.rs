@@ -473,3 +473,74 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_block_lists_refuse_on_every_ingress() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let dir = temp_dir("cm-block");
+    let m = dir.join("manifests");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {
+            "block-cidrs": "127.0.0.7/32, 10.9.0.0/16",
+            "block-user-agents": "~*bot,curl/evil",
+            "block-referers": "~spam\\.example,http://bad.test/"
+        }
+    }));
+    objects.push(ingress(
+        "plain",
+        "plain.test",
+        &[("/", "Prefix", "app")],
+        &[],
+    ));
+    objects.push(ingress(
+        "allowed",
+        "allowed.test",
+        &[("/", "Prefix", "app")],
+        &[("allowlist-source-range", "127.0.0.0/8")],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(
+        &dir,
+        &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+    )
+    .await;
+    let status = |r: Reply| r.status;
+    for host in ["plain.test", "allowed.test"] {
+        assert_eq!(status(s.curl(host, "/", &[]).await), 200, "{host}");
+        // block-cidrs, even where the Ingress's allow-list admits it.
+        let r = s.curl(host, "/", &["--interface", "127.0.0.7"]).await;
+        assert_eq!(r.status, 403, "{host}");
+        assert_eq!(
+            status(s.curl(host, "/", &["--interface", "127.0.0.8"]).await),
+            200
+        );
+        // block-user-agents: `~*` ignores case; a string is the whole
+        // value, ignoring case.
+        for (ua, want) in [
+            ("GoogleBOT/2.1", 403),
+            ("CURL/EVIL", 403),
+            ("curl/evil2", 200),
+            ("curl/8", 200),
+        ] {
+            let r = s.curl(host, "/", &["-A", ua]).await;
+            assert_eq!(r.status, want, "{host} {ua}");
+        }
+        // block-referers: `~` is case-sensitive.
+        for (referer, want) in [
+            ("http://spam.example/x", 403),
+            ("http://SPAM.example/x", 200),
+            ("http://bad.test/", 403),
+            ("http://good.test/", 200),
+        ] {
+            let r = s.curl(host, "/", &["-e", referer]).await;
+            assert_eq!(r.status, want, "{host} {referer}");
+        }
+    }
+}

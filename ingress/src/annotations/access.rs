@@ -1,5 +1,6 @@
 //! Access control: source ranges, basic auth, external auth, client
-//! certificates, `satisfy`, `enable-global-auth`.
+//! certificates, `satisfy`, `enable-global-auth`, and the ConfigMap's
+//! block lists (`block-cidrs`, `block-user-agents`, `block-referers`).
 //!
 //! ingress-nginx answers 503 for a location whose access-control value it
 //! cannot use (a bad CIDR, a missing Secret name, a Secret in another
@@ -7,6 +8,7 @@
 //! typo never opens an Ingress.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use super::canary::HeaderPattern;
 use super::configmap::ControllerSettings;
@@ -233,6 +235,78 @@ pub struct ClientCertAuth {
     pub match_cn: Option<HeaderPattern>,
 }
 
+/// One entry of `block-user-agents` or `block-referers`, as an entry of
+/// nginx's `map`: a string matches the whole header value ignoring case;
+/// `~regex` matches anywhere in it, `~*regex` ignoring case (Rust `regex`
+/// syntax: linear time, no look-around or back-references).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BlockPattern {
+    /// The whole value, lower case.
+    Exact(String),
+    /// A regular expression.
+    Regex(HeaderPattern),
+}
+
+impl BlockPattern {
+    /// Whether `value` is blocked by this entry.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(s) => value.eq_ignore_ascii_case(s),
+            Self::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+impl FromStr for BlockPattern {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let s = s.trim();
+        if let Some(re) = s.strip_prefix("~*") {
+            Ok(Self::Regex(HeaderPattern::new(&format!("(?i){re}"))?))
+        } else if let Some(re) = s.strip_prefix('~') {
+            Ok(Self::Regex(HeaderPattern::new(re)?))
+        } else if s.is_empty() {
+            Err(ValueError::Empty)
+        } else {
+            Ok(Self::Exact(s.to_ascii_lowercase()))
+        }
+    }
+}
+
+/// A comma-separated list of [`BlockPattern`]s (ingress-nginx splits the
+/// ConfigMap value on commas).
+pub fn parse_block_patterns(s: &str) -> Result<Vec<BlockPattern>, ValueError> {
+    let v = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    Ok(v)
+}
+
+/// The ConfigMap's block lists: refused (403) on every Ingress, before
+/// any other access check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct BlockLists {
+    /// `block-cidrs`: client addresses.
+    pub cidrs: Option<CidrList>,
+    /// `block-user-agents`.
+    pub user_agents: Vec<BlockPattern>,
+    /// `block-referers`.
+    pub referers: Vec<BlockPattern>,
+}
+
+impl BlockLists {
+    /// Whether nothing is blocked.
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_none() && self.user_agents.is_empty() && self.referers.is_empty()
+    }
+}
+
 /// `satisfy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Satisfy {
@@ -263,6 +337,8 @@ pub struct AccessPolicy {
     /// `enable-global-auth` (default true): whether the ConfigMap's
     /// `global-auth-url` applies.
     pub global_auth: bool,
+    /// The ConfigMap's block lists (shared by every Ingress).
+    pub block: Option<Arc<BlockLists>>,
 }
 
 impl Default for AccessPolicy {
@@ -275,6 +351,7 @@ impl Default for AccessPolicy {
             client_cert: None,
             satisfy: Satisfy::All,
             global_auth: true,
+            block: None,
         }
     }
 }
@@ -324,6 +401,7 @@ impl AccessPolicy {
                 _ => Err(ValueError::NotOneOf("all, any")),
             }),
             global_auth: r.get_or("enable-global-auth", true, parse_bool),
+            block: settings.block.clone(),
         }
     }
 }
@@ -420,6 +498,16 @@ fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_patterns_as_nginx_map_entries() {
+        let p = parse_block_patterns("~*bot, curl/Evil,~^Spam").unwrap();
+        assert!(p[0].matches("GoogleBOT/2.1"));
+        assert!(p[1].matches("CURL/EVIL") && !p[1].matches("curl/evil2"));
+        assert!(p[2].matches("Spam x") && !p[2].matches("spam x"));
+        assert!(parse_block_patterns(" , ").is_err());
+        assert!(parse_block_patterns("~(?=x)").is_err(), "look-around");
+    }
 
     #[test]
     fn urls_and_methods() {

@@ -190,9 +190,20 @@ pub const SETTINGS: &[SettingSpec] = &[
         "global-auth-url",
         "external auth for every Ingress without enable-global-auth: \"false\"",
     ),
-    guard("block-cidrs", "client addresses refused everywhere"),
-    guard("block-user-agents", "user agents refused everywhere"),
-    guard("block-referers", "referers refused everywhere"),
+    enforced(guard(
+        "block-cidrs",
+        "client addresses refused (403) on every Ingress, even where an allow-list admits them \
+         (nginx drops the server-wide deny in a location with its own allow/deny)",
+    )),
+    enforced(guard(
+        "block-user-agents",
+        "refused (403) on every Ingress; `~re` / `~*re` in Rust regex syntax, strings whole and \
+         ignoring case as nginx's map",
+    )),
+    enforced(guard(
+        "block-referers",
+        "refused (403) on every Ingress; as block-user-agents",
+    )),
 ];
 
 /// [`SETTINGS`] as the Markdown table of
@@ -319,8 +330,12 @@ pub struct ControllerSettings {
     pub whitelist_source_range: Option<CidrList>,
     /// `denylist-source-range`: the default deny-list of every location.
     pub denylist_source_range: Option<CidrList>,
-    /// Access-guarding keys that are set (non-empty), valid or not; while
-    /// not enforced they refuse the Ingresses they apply to.
+    /// `block-cidrs`, `block-user-agents`, `block-referers`; `None` when
+    /// none is set.
+    pub block: Option<std::sync::Arc<super::access::BlockLists>>,
+    /// Access-guarding keys that are set (non-empty) and not enforced, or
+    /// enforced but invalid: they refuse the Ingresses they apply to (an
+    /// unusable block or allow list never opens them).
     pub guards_set: Vec<&'static str>,
 }
 
@@ -363,6 +378,7 @@ impl Default for ControllerSettings {
             service_upstream: false,
             whitelist_source_range: None,
             denylist_source_range: None,
+            block: None,
             guards_set: Vec::new(),
         }
     }
@@ -527,17 +543,44 @@ impl ControllerSettings {
             service_upstream: k.get("service-upstream", false, parse_bool),
             whitelist_source_range: k.get("whitelist-source-range", None, |v| v.parse().map(Some)),
             denylist_source_range: k.get("denylist-source-range", None, |v| v.parse().map(Some)),
-            guards_set: SETTINGS
-                .iter()
-                .filter(|s| s.refuses() && data.get(s.key).is_some_and(|v| !v.trim().is_empty()))
-                .map(|s| s.key)
-                .collect(),
+            block: Some(std::sync::Arc::new(super::access::BlockLists {
+                cidrs: k.get("block-cidrs", None, |v| v.parse().map(Some)),
+                user_agents: k.get(
+                    "block-user-agents",
+                    Vec::new(),
+                    super::access::parse_block_patterns,
+                ),
+                referers: k.get(
+                    "block-referers",
+                    Vec::new(),
+                    super::access::parse_block_patterns,
+                ),
+            }))
+            .filter(|b| !b.is_empty()),
+            guards_set: Vec::new(),
         };
+        let invalid: Vec<&str> = k
+            .problems
+            .iter()
+            .filter(|p| matches!(p.kind, SettingProblemKind::InvalidValue(_)))
+            .map(|p| p.key.as_str())
+            .collect();
+        let mut s = s;
+        s.guards_set = SETTINGS
+            .iter()
+            .filter(|spec| {
+                let set = data.get(spec.key).is_some_and(|v| !v.trim().is_empty());
+                set && (spec.refuses() || (spec.guards_access && invalid.contains(&spec.key)))
+            })
+            .map(|spec| spec.key)
+            .collect();
         let mut problems = k.problems;
         for (key, value) in data {
             let kind = match SETTINGS.iter().find(|s| s.key == key) {
                 None => SettingProblemKind::NotRead,
-                Some(spec) if s.guards_set.contains(&spec.key) => SettingProblemKind::NotEnforced,
+                Some(spec) if spec.refuses() && s.guards_set.contains(&spec.key) => {
+                    SettingProblemKind::NotEnforced
+                }
                 Some(_) if key == "allow-snippet-annotations" && s.allow_snippet_annotations => {
                     SettingProblemKind::SnippetsStillRefused
                 }

@@ -174,9 +174,28 @@ mod tests {
         assert_eq!(r.causes, vec![RefusalCause::Setting("global-auth-url")]);
         assert!(r.to_string().contains("ConfigMap key global-auth-url"));
         assert_eq!(refused(&[("enable-global-auth", "false")], &s), None);
+        // Enforced block lists refuse nobody; an unusable one refuses
+        // everything (it never opens what it was meant to close).
         let (s, _) = ControllerSettings::from_configmap(
             &[("block-cidrs".to_owned(), "1.2.3.4".to_owned())].into(),
         );
-        assert!(refused(&[("enable-global-auth", "false")], &s).is_some());
+        assert_eq!(refused(&[], &s), None);
+        let (s, problems) = ControllerSettings::from_configmap(
+            &[("block-cidrs".to_owned(), "1.2.3.400".to_owned())].into(),
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let r = refused(&[("enable-global-auth", "false")], &s).expect("refused");
+        assert_eq!(r.causes, vec![RefusalCause::Setting("block-cidrs")]);
+        let (s, _) = ControllerSettings::from_configmap(
+            &[(
+                "whitelist-source-range".to_owned(),
+                "10.0.0.0/33".to_owned(),
+            )]
+            .into(),
+        );
+        assert!(
+            refused(&[], &s).is_some(),
+            "a broken allow-list never opens"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! In nginx's access-phase order:
 //!
+//! 0. **Block lists** (the ConfigMap's `block-cidrs`, `block-user-agents`,
+//!    `block-referers`): 403 on every Ingress, whatever else it allows.
 //! 1. **Source ranges.** The client address is the TCP peer, or, when the
 //!    peer is a trusted proxy ([`GatewayConfig::trusted_proxies`]), the
 //!    nearest untrusted address of `X-Forwarded-For` (what the gateway
@@ -27,7 +29,7 @@ use base64::Engine as _;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::annotations::access::{AccessPolicy, BasicAuth, Satisfy};
+use crate::annotations::access::{AccessPolicy, BasicAuth, BlockLists, Satisfy};
 use crate::gateway::Snapshot;
 use crate::gateway::config::{GatewayConfig, TrustedProxies, canonical_ip};
 use crate::gateway::errors::LocalError;
@@ -58,6 +60,9 @@ pub(crate) async fn check(
         return Ok(Access::Allowed(external_auth::Granted::default()));
     };
     let access = &policy.access;
+    if let Some(block) = &access.block {
+        check_block(block, &head.headers, conn, &config.trusted_proxies)?;
+    }
     if access.allow.is_none()
         && access.deny.is_none()
         && access.basic.is_none()
@@ -86,6 +91,37 @@ pub(crate) async fn check(
             AuthOutcome::Redirect(r) => Ok(Access::Answer(r)),
         },
     }
+}
+
+/// 403 for a blocked client address, `User-Agent` or `Referer` (a
+/// header that is not text matches no entry).
+fn check_block(
+    block: &BlockLists,
+    headers: &HeaderMap,
+    conn: &ConnCtx,
+    trusted: &TrustedProxies,
+) -> Result<(), LocalError> {
+    if let Some(cidrs) = &block.cidrs
+        && cidrs.contains(client_address(headers, conn.peer.ip(), trusted))
+    {
+        return Err(LocalError::Forbidden);
+    }
+    let blocked = |name: http::HeaderName, list: &[_]| {
+        !list.is_empty()
+            && headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    list.iter()
+                        .any(|p: &crate::annotations::access::BlockPattern| p.matches(v))
+                })
+    };
+    if blocked(http::header::USER_AGENT, &block.user_agents)
+        || blocked(http::header::REFERER, &block.referers)
+    {
+        return Err(LocalError::Forbidden);
+    }
+    Ok(())
 }
 
 /// The outcome of the source-range check.
