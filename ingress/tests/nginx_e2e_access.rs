@@ -544,3 +544,89 @@ async fn configmap_block_lists_refuse_on_every_ingress() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_global_auth_guards_every_ingress_unless_disabled() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let (global, seen) = auth_service().await;
+    let (own, own_seen) = auth_service().await;
+    let dir = temp_dir("global-auth");
+    let m = dir.join("manifests");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {
+            "global-auth-url": format!("http://{global}/global"),
+            "global-auth-method": "POST",
+            "global-auth-response-headers": "X-Auth-User",
+            "global-auth-signin": "https://login.test/start",
+        }
+    }));
+    objects.push(ingress(
+        "plain",
+        "plain.test",
+        &[("/", "Prefix", "app")],
+        &[],
+    ));
+    objects.push(ingress(
+        "optout",
+        "optout.test",
+        &[("/", "Prefix", "app")],
+        &[("enable-global-auth", "false")],
+    ));
+    objects.push(ingress(
+        "own",
+        "own.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &format!("http://{own}/own"))],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(
+        &dir,
+        &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+    )
+    .await;
+    // No token: global-auth-signin redirects the 401.
+    let r = s.curl("plain.test", "/x", &[]).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("https://login.test/start?rd=")),
+        "{:?}",
+        r.headers
+    );
+    let r = s
+        .curl(
+            "plain.test",
+            "/x",
+            &["-H", "Authorization: Bearer forbidden"],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = s
+        .curl("plain.test", "/x", &["-H", "Authorization: Bearer good"])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("x-auth-user").as_deref(), Some("alice"));
+    {
+        let seen = seen.lock().unwrap();
+        let (method, uri, _) = seen.last().unwrap();
+        assert_eq!((method.as_str(), uri.as_str()), ("POST", "/global"));
+    }
+    // enable-global-auth: "false" opts out.
+    let before = seen.lock().unwrap().len();
+    assert_eq!(s.curl("optout.test", "/", &[]).await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), before);
+    // The Ingress's own auth-url replaces the global one.
+    let r = s
+        .curl("own.test", "/", &["-H", "Authorization: Bearer good"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), before);
+    assert_eq!(own_seen.lock().unwrap().len(), 1);
+}

@@ -385,6 +385,7 @@ impl AccessPolicy {
         settings: &ControllerSettings,
         namespace: &str,
     ) -> Self {
+        let global_auth = r.get_or("enable-global-auth", true, parse_bool);
         Self {
             allow: r
                 .get_guarded("allowlist-source-range", str::parse)
@@ -393,14 +394,18 @@ impl AccessPolicy {
                 .get_guarded("denylist-source-range", str::parse)
                 .or_else(|| settings.denylist_source_range.clone()),
             basic: parse_basic(r, namespace),
-            external: parse_external(r),
+            // The Ingress's own auth-url wins over the ConfigMap's
+            // global-auth-url, which applies unless enable-global-auth is
+            // "false" (ingress-nginx's template).
+            external: parse_external(r)
+                .or_else(|| settings.global_auth.clone().filter(|_| global_auth)),
             client_cert: parse_client_cert(r, namespace),
             satisfy: r.get_or("satisfy", Satisfy::All, |v| match v.trim() {
                 "all" => Ok(Satisfy::All),
                 "any" => Ok(Satisfy::Any),
                 _ => Err(ValueError::NotOneOf("all, any")),
             }),
-            global_auth: r.get_or("enable-global-auth", true, parse_bool),
+            global_auth,
             block: settings.block.clone(),
         }
     }
@@ -446,17 +451,11 @@ fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
     } else {
         Vec::new()
     };
-    let signin_redirect_param = r.get_or("auth-signin-redirect-param", "rd".to_owned(), |v| {
-        let v = v.trim();
-        if !v.is_empty()
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            Ok(v.to_owned())
-        } else {
-            Err(ValueError::Invalid("want a query parameter name".into()))
-        }
-    });
+    let signin_redirect_param = r.get_or(
+        "auth-signin-redirect-param",
+        "rd".to_owned(),
+        redirect_param,
+    );
     Some(ExternalAuth {
         url,
         method,
@@ -468,6 +467,84 @@ fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
         request_redirect: r.get("auth-request-redirect", text),
         always_set_cookie: r.get_or("auth-always-set-cookie", false, parse_bool),
     })
+}
+
+impl ExternalAuth {
+    /// The ConfigMap's global external auth (`global-auth-url`,
+    /// `global-auth-method`, `global-auth-signin`,
+    /// `global-auth-signin-redirect-param`, `global-auth-response-headers`,
+    /// `global-auth-request-redirect`), read with `get(key, parse)`, which
+    /// reports an invalid value and answers `None` for it. `None` when no
+    /// usable `global-auth-url` is set.
+    pub(crate) fn from_settings(
+        mut get: impl FnMut(&'static str, &dyn Fn(&str) -> Result<Value, ValueError>) -> Option<Value>,
+    ) -> Option<Self> {
+        let url = match get("global-auth-url", &|v| parse_http_url(v).map(Value::Url))? {
+            Value::Url(u) => u,
+            _ => return None,
+        };
+        let method = match get("global-auth-method", &|v| {
+            str::parse::<AuthMethod>(v).map(|m| Value::Method(m.0))
+        }) {
+            Some(Value::Method(m)) => m,
+            _ => http::Method::GET,
+        };
+        let param = match get("global-auth-signin-redirect-param", &|v| {
+            redirect_param(v).map(Value::Text)
+        }) {
+            Some(Value::Text(p)) => p,
+            _ => "rd".to_owned(),
+        };
+        let signin = match get("global-auth-signin", &|v| {
+            SigninUrl::parse(v, &param).map(Value::Signin)
+        }) {
+            Some(Value::Signin(s)) => Some(s),
+            _ => None,
+        };
+        let response_headers = match get("global-auth-response-headers", &|v| {
+            parse_header_list(v).map(Value::Headers)
+        }) {
+            Some(Value::Headers(h)) => h,
+            _ => Vec::new(),
+        };
+        let request_redirect = match get("global-auth-request-redirect", &|v| {
+            text(v).map(Value::Text)
+        }) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        };
+        Some(Self {
+            url,
+            method,
+            signin,
+            signin_redirect_param: param,
+            response_headers,
+            request_redirect,
+            always_set_cookie: false,
+        })
+    }
+}
+
+/// One parsed value of the global auth keys ([`ExternalAuth::from_settings`]).
+#[derive(Debug)]
+pub(crate) enum Value {
+    Url(http::Uri),
+    Method(http::Method),
+    Text(String),
+    Signin(SigninUrl),
+    Headers(Vec<http::HeaderName>),
+}
+
+fn redirect_param(v: &str) -> Result<String, ValueError> {
+    let v = v.trim();
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(v.to_owned())
+    } else {
+        Err(ValueError::Invalid("want a query parameter name".into()))
+    }
 }
 
 fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAuth> {

@@ -855,7 +855,7 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "a ConfigMap of headers for the auth request",
     ),
     guard("auth-always-set-cookie", Ing, "false", ""),
-    spec(
+    honoured(spec(
         "enable-global-auth",
         G::AccessControl,
         Ing,
@@ -863,8 +863,8 @@ pub const CATALOG: &[AnnotationSpec] = &[
         Todo,
         St::Access,
         "true",
-        "only with the ConfigMap's global-auth-url",
-    ),
+        "only with the ConfigMap's global-auth-url; an Ingress's own auth-url wins",
+    )),
     honoured(spec(
         "satisfy",
         G::AccessControl,

@@ -186,10 +186,31 @@ pub const SETTINGS: &[SettingSpec] = &[
         "denylist-source-range",
         "deny-list for every Ingress without its own",
     )),
-    guard(
+    enforced(guard(
         "global-auth-url",
-        "external auth for every Ingress without enable-global-auth: \"false\"",
-    ),
+        "external auth for every Ingress without its own auth-url or enable-global-auth: \
+         \"false\" (as auth-url: http:// only, answers are not cached)",
+    )),
+    enforced(setting("global-auth-method", Stage::Access, "GET", "")),
+    enforced(setting("global-auth-signin", Stage::Access, "", "")),
+    enforced(setting(
+        "global-auth-signin-redirect-param",
+        Stage::Access,
+        "rd",
+        "",
+    )),
+    enforced(setting(
+        "global-auth-response-headers",
+        Stage::Access,
+        "",
+        "",
+    )),
+    enforced(setting(
+        "global-auth-request-redirect",
+        Stage::Access,
+        "",
+        "",
+    )),
     enforced(guard(
         "block-cidrs",
         "client addresses refused (403) on every Ingress, even where an allow-list admits them \
@@ -330,6 +351,8 @@ pub struct ControllerSettings {
     pub whitelist_source_range: Option<CidrList>,
     /// `denylist-source-range`: the default deny-list of every location.
     pub denylist_source_range: Option<CidrList>,
+    /// `global-auth-url` and its companions.
+    pub global_auth: Option<super::access::ExternalAuth>,
     /// `block-cidrs`, `block-user-agents`, `block-referers`; `None` when
     /// none is set.
     pub block: Option<std::sync::Arc<super::access::BlockLists>>,
@@ -378,6 +401,7 @@ impl Default for ControllerSettings {
             service_upstream: false,
             whitelist_source_range: None,
             denylist_source_range: None,
+            global_auth: None,
             block: None,
             guards_set: Vec::new(),
         }
@@ -543,6 +567,10 @@ impl ControllerSettings {
             service_upstream: k.get("service-upstream", false, parse_bool),
             whitelist_source_range: k.get("whitelist-source-range", None, |v| v.parse().map(Some)),
             denylist_source_range: k.get("denylist-source-range", None, |v| v.parse().map(Some)),
+            global_auth: super::access::ExternalAuth::from_settings(|key, parse| {
+                k.data.get(key)?;
+                k.get(key, None, |v| parse(v).map(Some))
+            }),
             block: Some(std::sync::Arc::new(super::access::BlockLists {
                 cidrs: k.get("block-cidrs", None, |v| v.parse().map(Some)),
                 user_agents: k.get(
@@ -657,10 +685,10 @@ mod tests {
         assert_eq!(s.http_redirect_code, 308);
         assert!(s.use_forwarded_headers && s.allow_snippet_annotations);
         assert_eq!(s.forwarded_for_header.as_str(), "x-real-client");
+        assert!(s.guards_set.is_empty(), "enforced guards refuse nothing");
         assert_eq!(
-            s.guards_set,
-            vec!["global-auth-url"],
-            "enforced guards refuse nothing"
+            s.global_auth.as_ref().map(|a| a.url.to_string()),
+            Some("http://auth.example.com/".to_owned())
         );
         assert!(s.whitelist_source_range.is_some());
         let kinds: Vec<(&str, &SettingProblemKind)> =
@@ -671,7 +699,7 @@ mod tests {
         )));
         assert!(kinds.iter().any(|(k, _)| *k == "http-redirect-code"));
         assert!(kinds.contains(&("worker-processes", &SettingProblemKind::NotRead)));
-        assert!(kinds.contains(&("global-auth-url", &SettingProblemKind::NotEnforced)));
+        assert!(!kinds.iter().any(|(k, _)| *k == "global-auth-url"));
         assert!(!kinds.iter().any(|(k, _)| *k == "whitelist-source-range"));
         assert!(kinds.contains(&(
             "allow-snippet-annotations",

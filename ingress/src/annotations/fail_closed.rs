@@ -167,8 +167,9 @@ mod tests {
 
     #[test]
     fn configmap_guards_refuse_every_ingress() {
+        // An unusable global-auth-url refuses every Ingress it covers.
         let (s, _) = ControllerSettings::from_configmap(
-            &[("global-auth-url".to_owned(), "http://auth/".to_owned())].into(),
+            &[("global-auth-url".to_owned(), "http://$host/auth".to_owned())].into(),
         );
         let r = refused(&[], &s).expect("global auth refuses");
         assert_eq!(r.causes, vec![RefusalCause::Setting("global-auth-url")]);
