@@ -124,10 +124,21 @@ pub const SETTINGS: &[SettingSpec] = &[
         "false",
         "",
     )),
-    setting("hsts", Stage::Response, "true", ""),
-    setting("hsts-max-age", Stage::Response, "31536000", ""),
-    setting("hsts-include-subdomains", Stage::Response, "true", ""),
-    setting("hsts-preload", Stage::Response, "false", ""),
+    enforced(setting(
+        "hsts",
+        Stage::Response,
+        "true",
+        "on HTTPS answers from upstreams of hosts with TLS; an upstream's own \
+         Strict-Transport-Security is kept",
+    )),
+    enforced(setting("hsts-max-age", Stage::Response, "31536000", "")),
+    enforced(setting(
+        "hsts-include-subdomains",
+        Stage::Response,
+        "true",
+        "",
+    )),
+    enforced(setting("hsts-preload", Stage::Response, "false", "")),
     setting(
         "use-forwarded-headers",
         Stage::Access,
