@@ -254,7 +254,8 @@ type Seen = Arc<Mutex<Vec<(String, String, BTreeMap<String, String>)>>>;
 
 /// The auth service: `Authorization: Bearer good` → 200 with
 /// `X-Auth-User: alice`; `Bearer forbidden` → 403; `Bearer broken` → 502;
-/// anything else → 401 with a Bearer challenge.
+/// anything else → 401 with a Bearer challenge. A request with
+/// `X-Want-Cookie` gets `Set-Cookie: session=abc; Path=/` on any answer.
 async fn auth_service() -> (SocketAddr, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -280,6 +281,10 @@ async fn auth_service() -> (SocketAddr, Seen) {
                     ));
                     let token = headers.get("authorization").cloned().unwrap_or_default();
                     let mut r = Response::new(Full::new(Bytes::new()));
+                    if headers.contains_key("x-want-cookie") {
+                        r.headers_mut()
+                            .append("set-cookie", "session=abc; Path=/".parse().unwrap());
+                    }
                     match token.as_str() {
                         "Bearer good" => {
                             r.headers_mut()
@@ -629,4 +634,63 @@ async fn configmap_global_auth_guards_every_ingress_unless_disabled() {
     assert_eq!(r.status, 200);
     assert_eq!(seen.lock().unwrap().len(), before);
     assert_eq!(own_seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_cookies_reach_the_client_as_nginx_add_header_does() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let (auth, _) = auth_service().await;
+    let dir = temp_dir("auth-cookie");
+    let m = dir.join("manifests");
+    let url = format!("http://{auth}/verify");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(ingress(
+        "default",
+        "default.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &url)],
+    ));
+    objects.push(ingress(
+        "always",
+        "always.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &url), ("auth-always-set-cookie", "true")],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(&dir, &[]).await;
+    let want = ["-H", "X-Want-Cookie: yes"];
+    let good = [
+        "-H",
+        "X-Want-Cookie: yes",
+        "-H",
+        "Authorization: Bearer good",
+    ];
+    let bad = [
+        "-H",
+        "X-Want-Cookie: yes",
+        "-H",
+        "Authorization: Bearer forbidden",
+    ];
+    let cookie = |r: &Reply| r.header("set-cookie").map(str::to_owned);
+    let session = Some("session=abc; Path=/".to_owned());
+    // By default: on the statuses of nginx's add_header only.
+    let r = s.curl("default.test", "/", &good).await;
+    assert_eq!((r.status, cookie(&r)), (200, session.clone()));
+    let r = s.curl("default.test", "/status/404", &good).await;
+    assert_eq!((r.status, cookie(&r)), (404, None));
+    let r = s.curl("default.test", "/", &want).await;
+    assert_eq!((r.status, cookie(&r)), (401, None));
+    let r = s.curl("default.test", "/", &bad).await;
+    assert_eq!((r.status, cookie(&r)), (403, None));
+    // auth-always-set-cookie: on every answer, denials included.
+    let r = s.curl("always.test", "/status/404", &good).await;
+    assert_eq!((r.status, cookie(&r)), (404, session.clone()));
+    let r = s.curl("always.test", "/", &want).await;
+    assert_eq!((r.status, cookie(&r)), (401, session.clone()));
+    let r = s.curl("always.test", "/", &bad).await;
+    assert_eq!((r.status, cookie(&r)), (403, session));
 }

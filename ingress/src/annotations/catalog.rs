@@ -854,7 +854,13 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "",
         "a ConfigMap of headers for the auth request",
     ),
-    guard("auth-always-set-cookie", Ing, "false", ""),
+    honoured(guard(
+        "auth-always-set-cookie",
+        Ing,
+        "false",
+        "the auth answer's Set-Cookie on every answer, denials included (by default only \
+         on 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308, as nginx's add_header)",
+    )),
     honoured(spec(
         "enable-global-auth",
         G::AccessControl,
@@ -1168,7 +1174,6 @@ mod tests {
             "auth-tls-secret",
             "auth-tls-verify-client",
             "auth-proxy-set-headers",
-            "auth-always-set-cookie",
         ] {
             assert!(lookup(name).unwrap().refuses(), "{name}");
         }
@@ -1179,6 +1184,7 @@ mod tests {
             "auth-url",
             "limit-rps",
             "limit-connections",
+            "auth-always-set-cookie",
         ] {
             assert!(!lookup(name).unwrap().refuses(), "{name}");
         }

@@ -78,6 +78,8 @@ pub enum LocalError {
         status: u16,
         /// The auth service's `WWW-Authenticate`.
         www_authenticate: Option<String>,
+        /// The auth service's `Set-Cookie`s (`auth-always-set-cookie`).
+        set_cookies: Vec<String>,
     },
     /// External auth failed: the auth service could not be reached or
     /// answered something else than 2xx, 401 or 403 (500, as nginx's
@@ -149,6 +151,13 @@ impl LocalError {
         };
         if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Self::AuthDenied { set_cookies, .. } = self {
+            for c in set_cookies {
+                if let Ok(v) = HeaderValue::from_str(c) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
         }
         if matches!(
             self,

@@ -159,5 +159,7 @@ where
     let body = limits::limit_body(body, body_limit);
     let body = commit::committed(body, &upstream).await?;
     let forwarded = forward::forward(ex, route, &upstream, head, body, &granted).await?;
-    Ok(finish::response(config, hsts, forwarded))
+    let mut resp = finish::response(config, hsts, forwarded);
+    granted.add_cookies(resp.status(), resp.headers_mut());
+    Ok(resp)
 }
