@@ -694,3 +694,76 @@ async fn auth_cookies_reach_the_client_as_nginx_add_header_does() {
     let r = s.curl("always.test", "/", &bad).await;
     assert_eq!((r.status, cookie(&r)), (403, session));
 }
+
+/// A ConfigMap `ingress-nginx/ingress-nginx-controller` with `data`.
+fn configmap(data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": data
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_real_ip_decides_the_client_address() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    for (tag, data, header) in [
+        (
+            "realip-xff",
+            serde_json::json!({"use-forwarded-headers": "true",
+                               "proxy-real-ip-cidr": "127.0.0.1/32, 10.0.0.0/8"}),
+            "X-Forwarded-For",
+        ),
+        (
+            "realip-custom",
+            serde_json::json!({"enable-real-ip": "true", "forwarded-for-header": "X-Client-IP",
+                               "proxy-real-ip-cidr": "127.0.0.1/32, 10.0.0.0/8"}),
+            "X-Client-IP",
+        ),
+    ] {
+        let dir = temp_dir(tag);
+        let mut objects = vec![nginx_class()];
+        objects.extend(service("app", app.addr));
+        objects.push(configmap(data));
+        objects.push(ingress(
+            "ranges",
+            "ranges.test",
+            &[("/", "Prefix", "app")],
+            &[("allowlist-source-range", "203.0.113.0/24")],
+        ));
+        write(&dir.join("manifests"), "objects", &objects);
+        let s = Sluice::start(
+            &dir,
+            &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+        )
+        .await;
+        let h = |v: &str| format!("{header}: {v}");
+        for (args, want) in [
+            // From a trusted peer: the reported client.
+            (vec!["-H".to_owned(), h("203.0.113.5")], 200),
+            // Recursive: trusted entries on the right are skipped.
+            (vec!["-H".to_owned(), h("203.0.113.5, 10.1.2.3")], 200),
+            // The rightmost untrusted entry is the client.
+            (vec!["-H".to_owned(), h("203.0.113.5, 198.51.100.1")], 403),
+            // No header: the peer itself.
+            (vec![], 403),
+            // From an untrusted peer, the header counts for nothing.
+            (
+                vec![
+                    "--interface".to_owned(),
+                    "127.0.0.2".to_owned(),
+                    "-H".to_owned(),
+                    h("203.0.113.5"),
+                ],
+                403,
+            ),
+        ] {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = s.curl("ranges.test", "/", &a).await;
+            assert_eq!(r.status, want, "{tag} {args:?}");
+        }
+    }
+}

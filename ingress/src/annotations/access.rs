@@ -307,6 +307,49 @@ impl BlockLists {
     }
 }
 
+/// The ConfigMap's real-IP settings (`use-forwarded-headers` or
+/// `enable-real-ip`, `forwarded-for-header`, `proxy-real-ip-cidr`):
+/// nginx's `real_ip_header`, `set_real_ip_from`, `real_ip_recursive on`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RealIp {
+    /// The header holding the client chain.
+    pub header: http::HeaderName,
+    /// The peers (and chain entries) trusted to report it.
+    pub from: CidrList,
+}
+
+impl RealIp {
+    /// From the settings, when either switch is on.
+    pub fn from_settings(s: &ControllerSettings) -> Option<Self> {
+        (s.use_forwarded_headers || s.enable_real_ip).then(|| Self {
+            header: s.forwarded_for_header.clone(),
+            from: s.proxy_real_ip_cidr.clone(),
+        })
+    }
+
+    /// nginx's realip module with `real_ip_recursive on`: when `peer` is
+    /// trusted, the rightmost address of the header that is not trusted,
+    /// or the leftmost when all are; otherwise `peer`.
+    pub fn client(&self, headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
+        if !self.from.contains(peer) {
+            return peer;
+        }
+        let chain: Vec<std::net::IpAddr> = headers
+            .get_all(&self.header)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|a| !self.from.contains(**a))
+            .or_else(|| chain.first())
+            .copied()
+            .unwrap_or(peer)
+    }
+}
+
 /// `satisfy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Satisfy {
@@ -339,6 +382,8 @@ pub struct AccessPolicy {
     pub global_auth: bool,
     /// The ConfigMap's block lists (shared by every Ingress).
     pub block: Option<Arc<BlockLists>>,
+    /// The ConfigMap's real-IP settings: who the client is.
+    pub real_ip: Option<RealIp>,
 }
 
 impl Default for AccessPolicy {
@@ -352,6 +397,7 @@ impl Default for AccessPolicy {
             satisfy: Satisfy::All,
             global_auth: true,
             block: None,
+            real_ip: None,
         }
     }
 }
@@ -407,6 +453,7 @@ impl AccessPolicy {
             }),
             global_auth,
             block: settings.block.clone(),
+            real_ip: RealIp::from_settings(settings),
         }
     }
 }
@@ -575,6 +622,30 @@ fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_ip_is_nginx_recursive_realip() {
+        let r = RealIp {
+            header: http::HeaderName::from_static("x-forwarded-for"),
+            from: "10.0.0.0/8".parse().unwrap(),
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 2.2.2.2, 10.0.0.9".parse().unwrap(),
+        );
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("2.2.2.2"));
+        assert_eq!(
+            r.client(&h, ip("192.0.2.1")),
+            ip("192.0.2.1"),
+            "untrusted peer"
+        );
+        h.insert("x-forwarded-for", "10.0.0.7, 10.0.0.8".parse().unwrap());
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("10.0.0.7"), "all trusted");
+        h.remove("x-forwarded-for");
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("10.0.0.1"));
+    }
 
     #[test]
     fn block_patterns_as_nginx_map_entries() {

@@ -326,15 +326,16 @@ const ALLOWLIST: AnnotationSpec = differs(guard(
     "allowlist-source-range",
     Ing,
     "",
-    "the client address is the connection's peer (X-Forwarded-For counts only from the \
-     gateway's trusted proxies; the ConfigMap's use-forwarded-headers and enable-real-ip are \
-     not read yet); denied: 403",
+    "the client address is the connection's peer, or with the ConfigMap's \
+     use-forwarded-headers / enable-real-ip what nginx's realip module makes of \
+     forwarded-for-header from proxy-real-ip-cidr peers (else X-Forwarded-For counts only from \
+     the gateway's trusted proxies); denied: 403",
 ));
 const LIMIT_ALLOWLIST: AnnotationSpec = differs(limit(
     "limit-allowlist",
     "",
     "addresses exempt from the rate and connection limits; the client address is the one \
-     source ranges judge (the peer, or X-Forwarded-For from the gateway's trusted proxies)",
+     source ranges judge",
 ));
 /// Why `limit-rate` is not enforced (and does not refuse the Ingress).
 const LIMIT_RATE: &str = "response bandwidth throttling, not access control: it limits how fast \

@@ -79,6 +79,19 @@ const fn guard(key: &'static str, note: &'static str) -> SettingSpec {
     }
 }
 
+/// `s`, enforced with the difference its note states.
+const fn differs(s: SettingSpec) -> SettingSpec {
+    SettingSpec {
+        support: Support::HonouredWithDifference,
+        ..s
+    }
+}
+
+/// What the real-IP keys do, and what they do not do yet.
+const REAL_IP: &str = "nginx's realip (recursive) from proxy-real-ip-cidr peers: the client \
+     address that source ranges, limits, block lists and the auth service's X-Real-IP judge; the \
+     X-Forwarded-For and X-Real-IP sent upstream are still the gateway's own";
+
 /// The ConfigMap keys Sluice reads. Others are reported as not read.
 pub const SETTINGS: &[SettingSpec] = &[
     enforced(setting("proxy-body-size", Stage::Limits, "1m", "")),
@@ -139,16 +152,26 @@ pub const SETTINGS: &[SettingSpec] = &[
         "",
     )),
     enforced(setting("hsts-preload", Stage::Response, "false", "")),
-    setting(
+    differs(setting(
         "use-forwarded-headers",
         Stage::Access,
         "false",
-        "trust X-Forwarded-* from proxy-real-ip-cidr",
-    ),
-    setting("forwarded-for-header", Stage::Access, "X-Forwarded-For", ""),
+        REAL_IP,
+    )),
+    differs(setting(
+        "forwarded-for-header",
+        Stage::Access,
+        "X-Forwarded-For",
+        REAL_IP,
+    )),
     setting("compute-full-forwarded-for", Stage::Upstream, "false", ""),
-    setting("enable-real-ip", Stage::Access, "false", ""),
-    setting("proxy-real-ip-cidr", Stage::Access, "0.0.0.0/0", ""),
+    differs(setting("enable-real-ip", Stage::Access, "false", REAL_IP)),
+    differs(setting(
+        "proxy-real-ip-cidr",
+        Stage::Access,
+        "0.0.0.0/0",
+        REAL_IP,
+    )),
     setting(
         "use-proxy-protocol",
         Stage::Listener,

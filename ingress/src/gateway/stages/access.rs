@@ -60,8 +60,9 @@ pub(crate) async fn check(
         return Ok(Access::Allowed(external_auth::Granted::default()));
     };
     let access = &policy.access;
+    let client = route_client(route, &head.headers, conn, &config.trusted_proxies);
     if let Some(block) = &access.block {
-        check_block(block, &head.headers, conn, &config.trusted_proxies)?;
+        check_block(block, &head.headers, client)?;
     }
     if access.allow.is_none()
         && access.deny.is_none()
@@ -70,7 +71,6 @@ pub(crate) async fn check(
     {
         return Ok(Access::Allowed(external_auth::Granted::default()));
     }
-    let client = client_address(&head.headers, conn.peer.ip(), &config.trusted_proxies);
     let ranges = source_ranges(access, client);
     if access.satisfy == Satisfy::Any && ranges == Ranges::Granted {
         return Ok(Access::Allowed(external_auth::Granted::default()));
@@ -95,14 +95,9 @@ pub(crate) async fn check(
 
 /// 403 for a blocked client address, `User-Agent` or `Referer` (a
 /// header that is not text matches no entry).
-fn check_block(
-    block: &BlockLists,
-    headers: &HeaderMap,
-    conn: &ConnCtx,
-    trusted: &TrustedProxies,
-) -> Result<(), LocalError> {
+fn check_block(block: &BlockLists, headers: &HeaderMap, client: IpAddr) -> Result<(), LocalError> {
     if let Some(cidrs) = &block.cidrs
-        && cidrs.contains(client_address(headers, conn.peer.ip(), trusted))
+        && cidrs.contains(client)
     {
         return Err(LocalError::Forbidden);
     }
@@ -147,6 +142,25 @@ fn source_ranges(access: &AccessPolicy, client: IpAddr) -> Ranges {
         Some(_) => Ranges::Refused,
         None if access.deny.is_some() => Ranges::NotDenied,
         None => Ranges::NotConfigured,
+    }
+}
+
+/// The client address a route's checks judge (source ranges, block
+/// lists, limits, the auth service's `X-Real-IP`): in ingress-nginx mode
+/// with the ConfigMap's `use-forwarded-headers` or `enable-real-ip`, what
+/// nginx's realip module makes of `forwarded-for-header` from
+/// `proxy-real-ip-cidr` peers ([`crate::annotations::access::RealIp`]);
+/// else [`client_address`].
+pub(crate) fn route_client(
+    route: &Resolved<'_>,
+    headers: &HeaderMap,
+    conn: &ConnCtx,
+    trusted: &TrustedProxies,
+) -> IpAddr {
+    let peer = canonical_ip(conn.peer.ip());
+    match route.policy.and_then(|p| p.access.real_ip.as_ref()) {
+        Some(r) => canonical_ip(r.client(headers, peer)),
+        None => client_address(headers, peer, trusted),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::gateway::rate_limit::Over;
 use super::{Exchange, Resolved};
 
 /// The route's `limit-*` for this request's client (the address the
-/// access stage judges: [`super::access::client_address`]). Over a limit:
+/// access stage judges: [`super::access::route_client`]). Over a limit:
 /// the configured status. Under `limit-connections`, the request holds its
 /// slot until the response ends.
 pub(crate) fn rate(
@@ -43,7 +43,7 @@ pub(crate) fn rate(
         return Ok(());
     }
     let config = &ex.shared.config;
-    let client = super::access::client_address(headers, ex.conn.peer.ip(), &config.trusted_proxies);
+    let client = super::access::route_client(route, headers, ex.conn, &config.trusted_proxies);
     match ex
         .shared
         .rate_limits
