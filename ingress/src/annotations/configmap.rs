@@ -245,7 +245,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "",
         "",
     )),
-    enforced(guard(
+    differs(guard(
         "block-cidrs",
         "client addresses refused (403) on every Ingress, even where an allow-list admits them \
          (nginx drops the server-wide deny in a location with its own allow/deny)",
