@@ -12,7 +12,7 @@
 //!   `auth-signin` with `rd`, `auth-method`, `auth-request-redirect`, and an
 //!   unreachable service (500);
 //! * fail closed: an access annotation enforced now is served with it, one
-//!   still unenforced (`limit-rps`) keeps the route at 503.
+//!   still unenforced (`auth-proxy-set-headers`) keeps the route at 503.
 
 mod nginx_e2e_support;
 
@@ -254,7 +254,8 @@ type Seen = Arc<Mutex<Vec<(String, String, BTreeMap<String, String>)>>>;
 
 /// The auth service: `Authorization: Bearer good` → 200 with
 /// `X-Auth-User: alice`; `Bearer forbidden` → 403; `Bearer broken` → 502;
-/// anything else → 401 with a Bearer challenge.
+/// anything else → 401 with a Bearer challenge. A request with
+/// `X-Want-Cookie` gets `Set-Cookie: session=abc; Path=/` on any answer.
 async fn auth_service() -> (SocketAddr, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -280,6 +281,10 @@ async fn auth_service() -> (SocketAddr, Seen) {
                     ));
                     let token = headers.get("authorization").cloned().unwrap_or_default();
                     let mut r = Response::new(Full::new(Bytes::new()));
+                    if headers.contains_key("x-want-cookie") {
+                        r.headers_mut()
+                            .append("set-cookie", "session=abc; Path=/".parse().unwrap());
+                    }
                     match token.as_str() {
                         "Bearer good" => {
                             r.headers_mut()
@@ -442,7 +447,7 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
         "limited",
         "limited.test",
         &[("/", "Prefix", "app"), ("/open", "Prefix", "app")],
-        &[("limit-rps", "5")],
+        &[("auth-proxy-set-headers", "demo/auth-headers")],
     ));
     objects.push(ingress(
         "snippet",
@@ -463,7 +468,7 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
     for path in ["/", "/open/x"] {
         let r = s.curl("limited.test", path, &[]).await;
         assert_eq!(r.status, 503, "{path}");
-        assert!(r.body.contains("limit-rps"), "{}", r.body);
+        assert!(r.body.contains("auth-proxy-set-headers"), "{}", r.body);
     }
     // A snippet is refused, the rest of its Ingress served.
     assert_eq!(s.curl("snippet.test", "/", &[]).await.status, 200);
@@ -472,4 +477,293 @@ async fn enforced_access_is_served_with_it_unenforced_stays_closed() {
         log.contains("configuration-snippet") && log.contains("never supported"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_block_lists_refuse_on_every_ingress() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let dir = temp_dir("cm-block");
+    let m = dir.join("manifests");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {
+            "block-cidrs": "127.0.0.7/32, 10.9.0.0/16",
+            "block-user-agents": "~*bot,curl/evil",
+            "block-referers": "~spam\\.example,http://bad.test/"
+        }
+    }));
+    objects.push(ingress(
+        "plain",
+        "plain.test",
+        &[("/", "Prefix", "app")],
+        &[],
+    ));
+    objects.push(ingress(
+        "allowed",
+        "allowed.test",
+        &[("/", "Prefix", "app")],
+        &[("allowlist-source-range", "127.0.0.0/8")],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(
+        &dir,
+        &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+    )
+    .await;
+    let status = |r: Reply| r.status;
+    for host in ["plain.test", "allowed.test"] {
+        assert_eq!(status(s.curl(host, "/", &[]).await), 200, "{host}");
+        // block-cidrs, even where the Ingress's allow-list admits it.
+        let r = s.curl(host, "/", &["--interface", "127.0.0.7"]).await;
+        assert_eq!(r.status, 403, "{host}");
+        assert_eq!(
+            status(s.curl(host, "/", &["--interface", "127.0.0.8"]).await),
+            200
+        );
+        // block-user-agents: `~*` ignores case; a string is the whole
+        // value, ignoring case.
+        for (ua, want) in [
+            ("GoogleBOT/2.1", 403),
+            ("CURL/EVIL", 403),
+            ("curl/evil2", 200),
+            ("curl/8", 200),
+        ] {
+            let r = s.curl(host, "/", &["-A", ua]).await;
+            assert_eq!(r.status, want, "{host} {ua}");
+        }
+        // block-referers: `~` is case-sensitive.
+        for (referer, want) in [
+            ("http://spam.example/x", 403),
+            ("http://SPAM.example/x", 200),
+            ("http://bad.test/", 403),
+            ("http://good.test/", 200),
+        ] {
+            let r = s.curl(host, "/", &["-e", referer]).await;
+            assert_eq!(r.status, want, "{host} {referer}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_global_auth_guards_every_ingress_unless_disabled() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let (global, seen) = auth_service().await;
+    let (own, own_seen) = auth_service().await;
+    let dir = temp_dir("global-auth");
+    let m = dir.join("manifests");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {
+            "global-auth-url": format!("http://{global}/global"),
+            "global-auth-method": "POST",
+            "global-auth-response-headers": "X-Auth-User",
+            "global-auth-signin": "https://login.test/start",
+        }
+    }));
+    objects.push(ingress(
+        "plain",
+        "plain.test",
+        &[("/", "Prefix", "app")],
+        &[],
+    ));
+    objects.push(ingress(
+        "optout",
+        "optout.test",
+        &[("/", "Prefix", "app")],
+        &[("enable-global-auth", "false")],
+    ));
+    objects.push(ingress(
+        "own",
+        "own.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &format!("http://{own}/own"))],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(
+        &dir,
+        &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+    )
+    .await;
+    // No token: global-auth-signin redirects the 401.
+    let r = s.curl("plain.test", "/x", &[]).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("https://login.test/start?rd=")),
+        "{:?}",
+        r.headers
+    );
+    let r = s
+        .curl(
+            "plain.test",
+            "/x",
+            &["-H", "Authorization: Bearer forbidden"],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = s
+        .curl("plain.test", "/x", &["-H", "Authorization: Bearer good"])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("x-auth-user").as_deref(), Some("alice"));
+    {
+        let seen = seen.lock().unwrap();
+        let (method, uri, _) = seen.last().unwrap();
+        assert_eq!((method.as_str(), uri.as_str()), ("POST", "/global"));
+    }
+    // enable-global-auth: "false" opts out.
+    let before = seen.lock().unwrap().len();
+    assert_eq!(s.curl("optout.test", "/", &[]).await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), before);
+    // The Ingress's own auth-url replaces the global one.
+    let r = s
+        .curl("own.test", "/", &["-H", "Authorization: Bearer good"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), before);
+    assert_eq!(own_seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_cookies_reach_the_client_as_nginx_add_header_does() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    let (auth, _) = auth_service().await;
+    let dir = temp_dir("auth-cookie");
+    let m = dir.join("manifests");
+    let url = format!("http://{auth}/verify");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service("app", app.addr));
+    objects.push(ingress(
+        "default",
+        "default.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &url)],
+    ));
+    objects.push(ingress(
+        "always",
+        "always.test",
+        &[("/", "Prefix", "app")],
+        &[("auth-url", &url), ("auth-always-set-cookie", "true")],
+    ));
+    write(&m, "objects", &objects);
+    let s = Sluice::start(&dir, &[]).await;
+    let want = ["-H", "X-Want-Cookie: yes"];
+    let good = [
+        "-H",
+        "X-Want-Cookie: yes",
+        "-H",
+        "Authorization: Bearer good",
+    ];
+    let bad = [
+        "-H",
+        "X-Want-Cookie: yes",
+        "-H",
+        "Authorization: Bearer forbidden",
+    ];
+    let cookie = |r: &Reply| r.header("set-cookie").map(str::to_owned);
+    let session = Some("session=abc; Path=/".to_owned());
+    // By default: on the statuses of nginx's add_header only.
+    let r = s.curl("default.test", "/", &good).await;
+    assert_eq!((r.status, cookie(&r)), (200, session.clone()));
+    let r = s.curl("default.test", "/status/404", &good).await;
+    assert_eq!((r.status, cookie(&r)), (404, None));
+    let r = s.curl("default.test", "/", &want).await;
+    assert_eq!((r.status, cookie(&r)), (401, None));
+    let r = s.curl("default.test", "/", &bad).await;
+    assert_eq!((r.status, cookie(&r)), (403, None));
+    // auth-always-set-cookie: on every answer, denials included.
+    let r = s.curl("always.test", "/status/404", &good).await;
+    assert_eq!((r.status, cookie(&r)), (404, session.clone()));
+    let r = s.curl("always.test", "/", &want).await;
+    assert_eq!((r.status, cookie(&r)), (401, session.clone()));
+    let r = s.curl("always.test", "/", &bad).await;
+    assert_eq!((r.status, cookie(&r)), (403, session));
+}
+
+/// A ConfigMap `ingress-nginx/ingress-nginx-controller` with `data`.
+fn configmap(data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": data
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_real_ip_decides_the_client_address() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let app = echo("app").await;
+    for (tag, data, header) in [
+        (
+            "realip-xff",
+            serde_json::json!({"use-forwarded-headers": "true",
+                               "proxy-real-ip-cidr": "127.0.0.1/32, 10.0.0.0/8"}),
+            "X-Forwarded-For",
+        ),
+        (
+            "realip-custom",
+            serde_json::json!({"enable-real-ip": "true", "forwarded-for-header": "X-Client-IP",
+                               "proxy-real-ip-cidr": "127.0.0.1/32, 10.0.0.0/8"}),
+            "X-Client-IP",
+        ),
+    ] {
+        let dir = temp_dir(tag);
+        let mut objects = vec![nginx_class()];
+        objects.extend(service("app", app.addr));
+        objects.push(configmap(data));
+        objects.push(ingress(
+            "ranges",
+            "ranges.test",
+            &[("/", "Prefix", "app")],
+            &[("allowlist-source-range", "203.0.113.0/24")],
+        ));
+        write(&dir.join("manifests"), "objects", &objects);
+        let s = Sluice::start(
+            &dir,
+            &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+        )
+        .await;
+        let h = |v: &str| format!("{header}: {v}");
+        for (args, want) in [
+            // From a trusted peer: the reported client.
+            (vec!["-H".to_owned(), h("203.0.113.5")], 200),
+            // Recursive: trusted entries on the right are skipped.
+            (vec!["-H".to_owned(), h("203.0.113.5, 10.1.2.3")], 200),
+            // The rightmost untrusted entry is the client.
+            (vec!["-H".to_owned(), h("203.0.113.5, 198.51.100.1")], 403),
+            // No header: the peer itself.
+            (vec![], 403),
+            // From an untrusted peer, the header counts for nothing.
+            (
+                vec![
+                    "--interface".to_owned(),
+                    "127.0.0.2".to_owned(),
+                    "-H".to_owned(),
+                    h("203.0.113.5"),
+                ],
+                403,
+            ),
+        ] {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = s.curl("ranges.test", "/", &a).await;
+            assert_eq!(r.status, want, "{tag} {args:?}");
+        }
+    }
 }

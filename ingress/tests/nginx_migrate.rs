@@ -62,7 +62,7 @@ fn the_examples_report_what_changes() {
     assert_eq!(r["changes"], true);
     assert_eq!(
         r["ingresses"].as_array().unwrap().len(),
-        10,
+        11,
         "traefik's Ingress is filtered out"
     );
 
@@ -81,11 +81,15 @@ fn the_examples_report_what_changes() {
         annotation(admin, "auth-type")["status"],
         "honoured, with a difference"
     );
-    // Rate limits are not enforced yet: refused.
+    // Rate limits are enforced: served.
     let dashboard = ingress(&r, "ops", "dashboard");
-    let why = dashboard["refused"].as_str().expect("refused");
+    assert!(dashboard["refused"].is_null(), "{dashboard}");
+    assert_eq!(annotation(dashboard, "limit-rps")["status"], "honoured");
+    // Client certificates are not enforced yet: refused.
+    let partner = ingress(&r, "ops", "partner-api");
+    let why = partner["refused"].as_str().expect("refused");
     assert!(
-        why.contains("limit-rps") && !why.contains("auth-url"),
+        why.contains("auth-tls-secret") && why.contains("auth-tls-verify-client"),
         "{why}"
     );
 
@@ -144,7 +148,7 @@ fn statuses_come_from_the_catalog() {
     let (r, _) = json_report(&[]);
     assert_eq!(
         r["ingresses"].as_array().unwrap().len(),
-        11,
+        12,
         "no class filter"
     );
     for ing in r["ingresses"].as_array().unwrap() {
@@ -180,10 +184,10 @@ fn nothing_to_change_exits_zero_and_tables_read_well() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text.contains("Ingress ops/dashboard (REFUSED: its routes answer 503)"),
+        text.contains("Ingress ops/partner-api (REFUSED: its routes answer 503)"),
         "{text}"
     );
-    assert!(text.contains("11 Ingresses:"), "{text}");
+    assert!(text.contains("12 Ingresses:"), "{text}");
 
     let bad = run(&["--manifests", "/nonexistent", "--configmap", "a/b"]);
     assert_eq!(bad.status.code(), Some(2), "an error exits 2");

@@ -597,7 +597,7 @@ fn unenforced_access_control_answers_503_and_says_why() {
         ingress(
             "guarded",
             "2024-01-01T00:00:00Z",
-            &[("auth-type", "basic"), ("auth-secret", "htpasswd")],
+            &[("auth-proxy-set-headers", "ns/auth-headers")],
             json!({ "rules": [rule("a.com", &[("/admin/", "Prefix", "admin")])] }),
         ),
         ingress(
@@ -627,7 +627,9 @@ fn unenforced_access_control_answers_503_and_says_why() {
     assert_eq!(refused.len(), 1);
     let text = refused[0].to_string();
     assert!(
-        text.contains("ns/guarded") && text.contains("auth-type") && text.contains("503"),
+        text.contains("ns/guarded")
+            && text.contains("auth-proxy-set-headers")
+            && text.contains("503"),
         "{text}"
     );
 }
@@ -660,8 +662,13 @@ fn client_certificate_annotations_deny_the_whole_host() {
 
 #[test]
 fn configmap_access_control_refuses_every_ingress() {
+    // Enforced by the gateway, so only an unusable value refuses here.
     let (settings, _) = ControllerSettings::from_configmap(
-        &[("whitelist-source-range".to_owned(), "10.0.0.0/8".to_owned())].into(),
+        &[(
+            "whitelist-source-range".to_owned(),
+            "10.0.0.0/33".to_owned(),
+        )]
+        .into(),
     );
     let opts = BuildOptions {
         ingress_nginx: Some(AnnotationConfig {

@@ -1,5 +1,6 @@
 //! Access control: source ranges, basic auth, external auth, client
-//! certificates, `satisfy`, `enable-global-auth`.
+//! certificates, `satisfy`, `enable-global-auth`, and the ConfigMap's
+//! block lists (`block-cidrs`, `block-user-agents`, `block-referers`).
 //!
 //! ingress-nginx answers 503 for a location whose access-control value it
 //! cannot use (a bad CIDR, a missing Secret name, a Secret in another
@@ -7,6 +8,7 @@
 //! typo never opens an Ingress.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use super::canary::HeaderPattern;
 use super::configmap::ControllerSettings;
@@ -233,6 +235,121 @@ pub struct ClientCertAuth {
     pub match_cn: Option<HeaderPattern>,
 }
 
+/// One entry of `block-user-agents` or `block-referers`, as an entry of
+/// nginx's `map`: a string matches the whole header value ignoring case;
+/// `~regex` matches anywhere in it, `~*regex` ignoring case (Rust `regex`
+/// syntax: linear time, no look-around or back-references).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BlockPattern {
+    /// The whole value, lower case.
+    Exact(String),
+    /// A regular expression.
+    Regex(HeaderPattern),
+}
+
+impl BlockPattern {
+    /// Whether `value` is blocked by this entry.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(s) => value.eq_ignore_ascii_case(s),
+            Self::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+impl FromStr for BlockPattern {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let s = s.trim();
+        if let Some(re) = s.strip_prefix("~*") {
+            Ok(Self::Regex(HeaderPattern::new(&format!("(?i){re}"))?))
+        } else if let Some(re) = s.strip_prefix('~') {
+            Ok(Self::Regex(HeaderPattern::new(re)?))
+        } else if s.is_empty() {
+            Err(ValueError::Empty)
+        } else {
+            Ok(Self::Exact(s.to_ascii_lowercase()))
+        }
+    }
+}
+
+/// A comma-separated list of [`BlockPattern`]s (ingress-nginx splits the
+/// ConfigMap value on commas).
+pub fn parse_block_patterns(s: &str) -> Result<Vec<BlockPattern>, ValueError> {
+    let v = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    Ok(v)
+}
+
+/// The ConfigMap's block lists: refused (403) on every Ingress, before
+/// any other access check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct BlockLists {
+    /// `block-cidrs`: client addresses.
+    pub cidrs: Option<CidrList>,
+    /// `block-user-agents`.
+    pub user_agents: Vec<BlockPattern>,
+    /// `block-referers`.
+    pub referers: Vec<BlockPattern>,
+}
+
+impl BlockLists {
+    /// Whether nothing is blocked.
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_none() && self.user_agents.is_empty() && self.referers.is_empty()
+    }
+}
+
+/// The ConfigMap's real-IP settings (`use-forwarded-headers` or
+/// `enable-real-ip`, `forwarded-for-header`, `proxy-real-ip-cidr`):
+/// nginx's `real_ip_header`, `set_real_ip_from`, `real_ip_recursive on`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RealIp {
+    /// The header holding the client chain.
+    pub header: http::HeaderName,
+    /// The peers (and chain entries) trusted to report it.
+    pub from: CidrList,
+}
+
+impl RealIp {
+    /// From the settings, when either switch is on.
+    pub fn from_settings(s: &ControllerSettings) -> Option<Self> {
+        (s.use_forwarded_headers || s.enable_real_ip).then(|| Self {
+            header: s.forwarded_for_header.clone(),
+            from: s.proxy_real_ip_cidr.clone(),
+        })
+    }
+
+    /// nginx's realip module with `real_ip_recursive on`: when `peer` is
+    /// trusted, the rightmost address of the header that is not trusted,
+    /// or the leftmost when all are; otherwise `peer`.
+    pub fn client(&self, headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
+        if !self.from.contains(peer) {
+            return peer;
+        }
+        let chain: Vec<std::net::IpAddr> = headers
+            .get_all(&self.header)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|a| !self.from.contains(**a))
+            .or_else(|| chain.first())
+            .copied()
+            .unwrap_or(peer)
+    }
+}
+
 /// `satisfy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Satisfy {
@@ -263,6 +380,10 @@ pub struct AccessPolicy {
     /// `enable-global-auth` (default true): whether the ConfigMap's
     /// `global-auth-url` applies.
     pub global_auth: bool,
+    /// The ConfigMap's block lists (shared by every Ingress).
+    pub block: Option<Arc<BlockLists>>,
+    /// The ConfigMap's real-IP settings: who the client is.
+    pub real_ip: Option<RealIp>,
 }
 
 impl Default for AccessPolicy {
@@ -275,6 +396,8 @@ impl Default for AccessPolicy {
             client_cert: None,
             satisfy: Satisfy::All,
             global_auth: true,
+            block: None,
+            real_ip: None,
         }
     }
 }
@@ -308,6 +431,7 @@ impl AccessPolicy {
         settings: &ControllerSettings,
         namespace: &str,
     ) -> Self {
+        let global_auth = r.get_or("enable-global-auth", true, parse_bool);
         Self {
             allow: r
                 .get_guarded("allowlist-source-range", str::parse)
@@ -316,14 +440,20 @@ impl AccessPolicy {
                 .get_guarded("denylist-source-range", str::parse)
                 .or_else(|| settings.denylist_source_range.clone()),
             basic: parse_basic(r, namespace),
-            external: parse_external(r),
+            // The Ingress's own auth-url wins over the ConfigMap's
+            // global-auth-url, which applies unless enable-global-auth is
+            // "false" (ingress-nginx's template).
+            external: parse_external(r)
+                .or_else(|| settings.global_auth.clone().filter(|_| global_auth)),
             client_cert: parse_client_cert(r, namespace),
             satisfy: r.get_or("satisfy", Satisfy::All, |v| match v.trim() {
                 "all" => Ok(Satisfy::All),
                 "any" => Ok(Satisfy::Any),
                 _ => Err(ValueError::NotOneOf("all, any")),
             }),
-            global_auth: r.get_or("enable-global-auth", true, parse_bool),
+            global_auth,
+            block: settings.block.clone(),
+            real_ip: RealIp::from_settings(settings),
         }
     }
 }
@@ -368,17 +498,11 @@ fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
     } else {
         Vec::new()
     };
-    let signin_redirect_param = r.get_or("auth-signin-redirect-param", "rd".to_owned(), |v| {
-        let v = v.trim();
-        if !v.is_empty()
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            Ok(v.to_owned())
-        } else {
-            Err(ValueError::Invalid("want a query parameter name".into()))
-        }
-    });
+    let signin_redirect_param = r.get_or(
+        "auth-signin-redirect-param",
+        "rd".to_owned(),
+        redirect_param,
+    );
     Some(ExternalAuth {
         url,
         method,
@@ -390,6 +514,84 @@ fn parse_external(r: &mut Reader<'_>) -> Option<ExternalAuth> {
         request_redirect: r.get("auth-request-redirect", text),
         always_set_cookie: r.get_or("auth-always-set-cookie", false, parse_bool),
     })
+}
+
+impl ExternalAuth {
+    /// The ConfigMap's global external auth (`global-auth-url`,
+    /// `global-auth-method`, `global-auth-signin`,
+    /// `global-auth-signin-redirect-param`, `global-auth-response-headers`,
+    /// `global-auth-request-redirect`), read with `get(key, parse)`, which
+    /// reports an invalid value and answers `None` for it. `None` when no
+    /// usable `global-auth-url` is set.
+    pub(crate) fn from_settings(
+        mut get: impl FnMut(&'static str, &dyn Fn(&str) -> Result<Value, ValueError>) -> Option<Value>,
+    ) -> Option<Self> {
+        let url = match get("global-auth-url", &|v| parse_http_url(v).map(Value::Url))? {
+            Value::Url(u) => u,
+            _ => return None,
+        };
+        let method = match get("global-auth-method", &|v| {
+            str::parse::<AuthMethod>(v).map(|m| Value::Method(m.0))
+        }) {
+            Some(Value::Method(m)) => m,
+            _ => http::Method::GET,
+        };
+        let param = match get("global-auth-signin-redirect-param", &|v| {
+            redirect_param(v).map(Value::Text)
+        }) {
+            Some(Value::Text(p)) => p,
+            _ => "rd".to_owned(),
+        };
+        let signin = match get("global-auth-signin", &|v| {
+            SigninUrl::parse(v, &param).map(Value::Signin)
+        }) {
+            Some(Value::Signin(s)) => Some(s),
+            _ => None,
+        };
+        let response_headers = match get("global-auth-response-headers", &|v| {
+            parse_header_list(v).map(Value::Headers)
+        }) {
+            Some(Value::Headers(h)) => h,
+            _ => Vec::new(),
+        };
+        let request_redirect = match get("global-auth-request-redirect", &|v| {
+            text(v).map(Value::Text)
+        }) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        };
+        Some(Self {
+            url,
+            method,
+            signin,
+            signin_redirect_param: param,
+            response_headers,
+            request_redirect,
+            always_set_cookie: false,
+        })
+    }
+}
+
+/// One parsed value of the global auth keys ([`ExternalAuth::from_settings`]).
+#[derive(Debug)]
+pub(crate) enum Value {
+    Url(http::Uri),
+    Method(http::Method),
+    Text(String),
+    Signin(SigninUrl),
+    Headers(Vec<http::HeaderName>),
+}
+
+fn redirect_param(v: &str) -> Result<String, ValueError> {
+    let v = v.trim();
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(v.to_owned())
+    } else {
+        Err(ValueError::Invalid("want a query parameter name".into()))
+    }
 }
 
 fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAuth> {
@@ -420,6 +622,40 @@ fn parse_client_cert(r: &mut Reader<'_>, namespace: &str) -> Option<ClientCertAu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_ip_is_nginx_recursive_realip() {
+        let r = RealIp {
+            header: http::HeaderName::from_static("x-forwarded-for"),
+            from: "10.0.0.0/8".parse().unwrap(),
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 2.2.2.2, 10.0.0.9".parse().unwrap(),
+        );
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("2.2.2.2"));
+        assert_eq!(
+            r.client(&h, ip("192.0.2.1")),
+            ip("192.0.2.1"),
+            "untrusted peer"
+        );
+        h.insert("x-forwarded-for", "10.0.0.7, 10.0.0.8".parse().unwrap());
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("10.0.0.7"), "all trusted");
+        h.remove("x-forwarded-for");
+        assert_eq!(r.client(&h, ip("10.0.0.1")), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn block_patterns_as_nginx_map_entries() {
+        let p = parse_block_patterns("~*bot, curl/Evil,~^Spam").unwrap();
+        assert!(p[0].matches("GoogleBOT/2.1"));
+        assert!(p[1].matches("CURL/EVIL") && !p[1].matches("curl/evil2"));
+        assert!(p[2].matches("Spam x") && !p[2].matches("spam x"));
+        assert!(parse_block_patterns(" , ").is_err());
+        assert!(parse_block_patterns("~(?=x)").is_err(), "look-around");
+    }
 
     #[test]
     fn urls_and_methods() {

@@ -326,15 +326,21 @@ const ALLOWLIST: AnnotationSpec = differs(guard(
     "allowlist-source-range",
     Ing,
     "",
-    "the client address is the connection's peer (X-Forwarded-For counts only from the \
-     gateway's trusted proxies; the ConfigMap's use-forwarded-headers and enable-real-ip are \
-     not read yet); denied: 403",
+    "the client address is the connection's peer, or with the ConfigMap's \
+     use-forwarded-headers / enable-real-ip what nginx's realip module makes of \
+     forwarded-for-header from proxy-real-ip-cidr peers (else X-Forwarded-For counts only from \
+     the gateway's trusted proxies); denied: 403",
 ));
-const LIMIT_ALLOWLIST: AnnotationSpec = limit(
+const LIMIT_ALLOWLIST: AnnotationSpec = differs(limit(
     "limit-allowlist",
     "",
-    "addresses exempt from the rate and connection limits",
-);
+    "addresses exempt from the rate and connection limits; the client address is the one \
+     source ranges judge",
+));
+/// Why `limit-rate` is not enforced (and does not refuse the Ingress).
+const LIMIT_RATE: &str = "response bandwidth throttling, not access control: it limits how fast \
+     an admitted client downloads, never who gets in (and ingress-nginx applies it only with \
+     proxy-buffering on); ignored with a Warning";
 
 const NO_AUTH_CACHE: &str = "auth answers are not cached: every request asks the auth service";
 const AUTH_POOL: &str = "connections to the auth service are always kept alive and pooled";
@@ -527,32 +533,25 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "0",
         "0 = no limit",
     ),
-    limit(
+    honoured(limit(
         "limit-rps",
         "",
-        "per client address; burst = rps x limit-burst-multiplier; over: 503 \
-        (ConfigMap limit-req-status-code)",
-    ),
-    limit("limit-rpm", "", "as limit-rps, per minute"),
-    limit(
+        "per client address (the one source ranges judge), zone per Ingress; nginx's leaky \
+        bucket, burst = rps x limit-burst-multiplier, nodelay; over: 503 (ConfigMap \
+        limit-req-status-code); at 65,536 clients in a zone an arbitrary idle one is evicted",
+    )),
+    honoured(limit("limit-rpm", "", "as limit-rps, per minute")),
+    honoured(limit(
         "limit-connections",
         "",
-        "concurrent connections per client address; over: 503 \
-        (ConfigMap limit-conn-status-code)",
-    ),
-    limit("limit-burst-multiplier", "5", ""),
+        "requests in progress per client address (nginx's limit_conn; an HTTP/2 stream \
+        counts as one); over: 503 (ConfigMap limit-conn-status-code)",
+    )),
+    honoured(limit("limit-burst-multiplier", "5", "")),
     LIMIT_ALLOWLIST,
     alias(LIMIT_ALLOWLIST, "limit-whitelist"),
-    limit(
-        "limit-rate",
-        "0",
-        "response bandwidth per connection, KiB/s",
-    ),
-    limit(
-        "limit-rate-after",
-        "0",
-        "KiB sent before limit-rate applies",
-    ),
+    unsupported("limit-rate", G::LimitsAndTimeouts, "0", LIMIT_RATE),
+    unsupported("limit-rate-after", G::LimitsAndTimeouts, "0", LIMIT_RATE),
     unsupported("proxy-buffering", G::LimitsAndTimeouts, "off", BUFFERS),
     unsupported("proxy-buffer-size", G::LimitsAndTimeouts, "4k", BUFFERS),
     unsupported("proxy-buffers-number", G::LimitsAndTimeouts, "4", BUFFERS),
@@ -856,8 +855,14 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "",
         "a ConfigMap of headers for the auth request",
     ),
-    guard("auth-always-set-cookie", Ing, "false", ""),
-    spec(
+    honoured(guard(
+        "auth-always-set-cookie",
+        Ing,
+        "false",
+        "the auth answer's Set-Cookie on every answer, denials included (by default only \
+         on 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308, as nginx's add_header)",
+    )),
+    honoured(spec(
         "enable-global-auth",
         G::AccessControl,
         Ing,
@@ -865,8 +870,8 @@ pub const CATALOG: &[AnnotationSpec] = &[
         Todo,
         St::Access,
         "true",
-        "only with the ConfigMap's global-auth-url",
-    ),
+        "only with the ConfigMap's global-auth-url; an Ingress's own auth-url wins",
+    )),
     honoured(spec(
         "satisfy",
         G::AccessControl,
@@ -1158,17 +1163,18 @@ mod tests {
     fn access_control_names_all_guard() {
         // The issue's rule: auth-*, *-source-range, auth-tls-*, limit-*.
         for s in CATALOG {
+            // limit-rate and limit-rate-after throttle bandwidth, they
+            // refuse nobody.
             let by_name = (s.name.starts_with("auth-") && !is_snippet(s.name))
                 || s.name.ends_with("-source-range")
-                || s.name.starts_with("limit-");
+                || (s.name.starts_with("limit-") && !s.name.starts_with("limit-rate"));
             assert_eq!(s.guards_access, by_name, "{}", s.name);
         }
         // What the gateway does not enforce yet refuses the Ingress.
         for name in [
-            "limit-rps",
-            "limit-connections",
+            "auth-tls-secret",
+            "auth-tls-verify-client",
             "auth-proxy-set-headers",
-            "auth-always-set-cookie",
         ] {
             assert!(lookup(name).unwrap().refuses(), "{name}");
         }
@@ -1177,6 +1183,9 @@ mod tests {
             "denylist-source-range",
             "auth-type",
             "auth-url",
+            "limit-rps",
+            "limit-connections",
+            "auth-always-set-cookie",
         ] {
             assert!(!lookup(name).unwrap().refuses(), "{name}");
         }

@@ -79,6 +79,19 @@ const fn guard(key: &'static str, note: &'static str) -> SettingSpec {
     }
 }
 
+/// `s`, enforced with the difference its note states.
+const fn differs(s: SettingSpec) -> SettingSpec {
+    SettingSpec {
+        support: Support::HonouredWithDifference,
+        ..s
+    }
+}
+
+/// What the real-IP keys do, and what they do not do yet.
+const REAL_IP: &str = "nginx's realip (recursive) from proxy-real-ip-cidr peers: the client \
+     address that source ranges, limits, block lists and the auth service's X-Real-IP judge; the \
+     X-Forwarded-For and X-Real-IP sent upstream are still the gateway's own";
+
 /// The ConfigMap keys Sluice reads. Others are reported as not read.
 pub const SETTINGS: &[SettingSpec] = &[
     enforced(setting("proxy-body-size", Stage::Limits, "1m", "")),
@@ -124,20 +137,41 @@ pub const SETTINGS: &[SettingSpec] = &[
         "false",
         "",
     )),
-    setting("hsts", Stage::Response, "true", ""),
-    setting("hsts-max-age", Stage::Response, "31536000", ""),
-    setting("hsts-include-subdomains", Stage::Response, "true", ""),
-    setting("hsts-preload", Stage::Response, "false", ""),
-    setting(
+    enforced(setting(
+        "hsts",
+        Stage::Response,
+        "true",
+        "on HTTPS answers from upstreams of hosts with TLS; an upstream's own \
+         Strict-Transport-Security is kept",
+    )),
+    enforced(setting("hsts-max-age", Stage::Response, "31536000", "")),
+    enforced(setting(
+        "hsts-include-subdomains",
+        Stage::Response,
+        "true",
+        "",
+    )),
+    enforced(setting("hsts-preload", Stage::Response, "false", "")),
+    differs(setting(
         "use-forwarded-headers",
         Stage::Access,
         "false",
-        "trust X-Forwarded-* from proxy-real-ip-cidr",
-    ),
-    setting("forwarded-for-header", Stage::Access, "X-Forwarded-For", ""),
+        REAL_IP,
+    )),
+    differs(setting(
+        "forwarded-for-header",
+        Stage::Access,
+        "X-Forwarded-For",
+        REAL_IP,
+    )),
     setting("compute-full-forwarded-for", Stage::Upstream, "false", ""),
-    setting("enable-real-ip", Stage::Access, "false", ""),
-    setting("proxy-real-ip-cidr", Stage::Access, "0.0.0.0/0", ""),
+    differs(setting("enable-real-ip", Stage::Access, "false", REAL_IP)),
+    differs(setting(
+        "proxy-real-ip-cidr",
+        Stage::Access,
+        "0.0.0.0/0",
+        REAL_IP,
+    )),
     setting(
         "use-proxy-protocol",
         Stage::Listener,
@@ -145,8 +179,8 @@ pub const SETTINGS: &[SettingSpec] = &[
         "PROXY protocol v1 and v2 on the listeners",
     ),
     setting("proxy-protocol-header-timeout", Stage::Listener, "5s", ""),
-    setting("limit-req-status-code", Stage::Limits, "503", ""),
-    setting("limit-conn-status-code", Stage::Limits, "503", ""),
+    enforced(setting("limit-req-status-code", Stage::Limits, "503", "")),
+    enforced(setting("limit-conn-status-code", Stage::Limits, "503", "")),
     SettingSpec {
         key: "allow-snippet-annotations",
         default: "false",
@@ -186,13 +220,45 @@ pub const SETTINGS: &[SettingSpec] = &[
         "denylist-source-range",
         "deny-list for every Ingress without its own",
     )),
-    guard(
+    enforced(guard(
         "global-auth-url",
-        "external auth for every Ingress without enable-global-auth: \"false\"",
-    ),
-    guard("block-cidrs", "client addresses refused everywhere"),
-    guard("block-user-agents", "user agents refused everywhere"),
-    guard("block-referers", "referers refused everywhere"),
+        "external auth for every Ingress without its own auth-url or enable-global-auth: \
+         \"false\" (as auth-url: http:// only, answers are not cached)",
+    )),
+    enforced(setting("global-auth-method", Stage::Access, "GET", "")),
+    enforced(setting("global-auth-signin", Stage::Access, "", "")),
+    enforced(setting(
+        "global-auth-signin-redirect-param",
+        Stage::Access,
+        "rd",
+        "",
+    )),
+    enforced(setting(
+        "global-auth-response-headers",
+        Stage::Access,
+        "",
+        "",
+    )),
+    enforced(setting(
+        "global-auth-request-redirect",
+        Stage::Access,
+        "",
+        "",
+    )),
+    differs(guard(
+        "block-cidrs",
+        "client addresses refused (403) on every Ingress, even where an allow-list admits them \
+         (nginx drops the server-wide deny in a location with its own allow/deny)",
+    )),
+    enforced(guard(
+        "block-user-agents",
+        "refused (403) on every Ingress; `~re` / `~*re` in Rust regex syntax, strings whole and \
+         ignoring case as nginx's map",
+    )),
+    enforced(guard(
+        "block-referers",
+        "refused (403) on every Ingress; as block-user-agents",
+    )),
 ];
 
 /// [`SETTINGS`] as the Markdown table of
@@ -319,8 +385,14 @@ pub struct ControllerSettings {
     pub whitelist_source_range: Option<CidrList>,
     /// `denylist-source-range`: the default deny-list of every location.
     pub denylist_source_range: Option<CidrList>,
-    /// Access-guarding keys that are set (non-empty), valid or not; while
-    /// not enforced they refuse the Ingresses they apply to.
+    /// `global-auth-url` and its companions.
+    pub global_auth: Option<super::access::ExternalAuth>,
+    /// `block-cidrs`, `block-user-agents`, `block-referers`; `None` when
+    /// none is set.
+    pub block: Option<std::sync::Arc<super::access::BlockLists>>,
+    /// Access-guarding keys that are set (non-empty) and not enforced, or
+    /// enforced but invalid: they refuse the Ingresses they apply to (an
+    /// unusable block or allow list never opens them).
     pub guards_set: Vec<&'static str>,
 }
 
@@ -363,6 +435,8 @@ impl Default for ControllerSettings {
             service_upstream: false,
             whitelist_source_range: None,
             denylist_source_range: None,
+            global_auth: None,
+            block: None,
             guards_set: Vec::new(),
         }
     }
@@ -527,17 +601,48 @@ impl ControllerSettings {
             service_upstream: k.get("service-upstream", false, parse_bool),
             whitelist_source_range: k.get("whitelist-source-range", None, |v| v.parse().map(Some)),
             denylist_source_range: k.get("denylist-source-range", None, |v| v.parse().map(Some)),
-            guards_set: SETTINGS
-                .iter()
-                .filter(|s| s.refuses() && data.get(s.key).is_some_and(|v| !v.trim().is_empty()))
-                .map(|s| s.key)
-                .collect(),
+            global_auth: super::access::ExternalAuth::from_settings(|key, parse| {
+                k.data.get(key)?;
+                k.get(key, None, |v| parse(v).map(Some))
+            }),
+            block: Some(std::sync::Arc::new(super::access::BlockLists {
+                cidrs: k.get("block-cidrs", None, |v| v.parse().map(Some)),
+                user_agents: k.get(
+                    "block-user-agents",
+                    Vec::new(),
+                    super::access::parse_block_patterns,
+                ),
+                referers: k.get(
+                    "block-referers",
+                    Vec::new(),
+                    super::access::parse_block_patterns,
+                ),
+            }))
+            .filter(|b| !b.is_empty()),
+            guards_set: Vec::new(),
         };
+        let invalid: Vec<&str> = k
+            .problems
+            .iter()
+            .filter(|p| matches!(p.kind, SettingProblemKind::InvalidValue(_)))
+            .map(|p| p.key.as_str())
+            .collect();
+        let mut s = s;
+        s.guards_set = SETTINGS
+            .iter()
+            .filter(|spec| {
+                let set = data.get(spec.key).is_some_and(|v| !v.trim().is_empty());
+                set && (spec.refuses() || (spec.guards_access && invalid.contains(&spec.key)))
+            })
+            .map(|spec| spec.key)
+            .collect();
         let mut problems = k.problems;
         for (key, value) in data {
             let kind = match SETTINGS.iter().find(|s| s.key == key) {
                 None => SettingProblemKind::NotRead,
-                Some(spec) if s.guards_set.contains(&spec.key) => SettingProblemKind::NotEnforced,
+                Some(spec) if spec.refuses() && s.guards_set.contains(&spec.key) => {
+                    SettingProblemKind::NotEnforced
+                }
                 Some(_) if key == "allow-snippet-annotations" && s.allow_snippet_annotations => {
                     SettingProblemKind::SnippetsStillRefused
                 }
@@ -614,10 +719,10 @@ mod tests {
         assert_eq!(s.http_redirect_code, 308);
         assert!(s.use_forwarded_headers && s.allow_snippet_annotations);
         assert_eq!(s.forwarded_for_header.as_str(), "x-real-client");
+        assert!(s.guards_set.is_empty(), "enforced guards refuse nothing");
         assert_eq!(
-            s.guards_set,
-            vec!["global-auth-url"],
-            "enforced guards refuse nothing"
+            s.global_auth.as_ref().map(|a| a.url.to_string()),
+            Some("http://auth.example.com/".to_owned())
         );
         assert!(s.whitelist_source_range.is_some());
         let kinds: Vec<(&str, &SettingProblemKind)> =
@@ -628,7 +733,7 @@ mod tests {
         )));
         assert!(kinds.iter().any(|(k, _)| *k == "http-redirect-code"));
         assert!(kinds.contains(&("worker-processes", &SettingProblemKind::NotRead)));
-        assert!(kinds.contains(&("global-auth-url", &SettingProblemKind::NotEnforced)));
+        assert!(!kinds.iter().any(|(k, _)| *k == "global-auth-url"));
         assert!(!kinds.iter().any(|(k, _)| *k == "whitelist-source-range"));
         assert!(kinds.contains(&(
             "allow-snippet-annotations",

@@ -159,7 +159,7 @@ mod tests {
             ),
             None
         );
-        let other_prefix = [("example.com/limit-rps".to_owned(), "5".to_owned())].into();
+        let other_prefix = [("example.com/auth-tls-secret".to_owned(), "ns/ca".to_owned())].into();
         assert_eq!(check(&other_prefix, &AnnotationPrefix::default(), &s), None);
         let custom = AnnotationPrefix::new("example.com").unwrap();
         assert!(check(&other_prefix, &custom, &s).is_some());
@@ -167,16 +167,36 @@ mod tests {
 
     #[test]
     fn configmap_guards_refuse_every_ingress() {
+        // An unusable global-auth-url refuses every Ingress it covers.
         let (s, _) = ControllerSettings::from_configmap(
-            &[("global-auth-url".to_owned(), "http://auth/".to_owned())].into(),
+            &[("global-auth-url".to_owned(), "http://$host/auth".to_owned())].into(),
         );
         let r = refused(&[], &s).expect("global auth refuses");
         assert_eq!(r.causes, vec![RefusalCause::Setting("global-auth-url")]);
         assert!(r.to_string().contains("ConfigMap key global-auth-url"));
         assert_eq!(refused(&[("enable-global-auth", "false")], &s), None);
+        // Enforced block lists refuse nobody; an unusable one refuses
+        // everything (it never opens what it was meant to close).
         let (s, _) = ControllerSettings::from_configmap(
             &[("block-cidrs".to_owned(), "1.2.3.4".to_owned())].into(),
         );
-        assert!(refused(&[("enable-global-auth", "false")], &s).is_some());
+        assert_eq!(refused(&[], &s), None);
+        let (s, problems) = ControllerSettings::from_configmap(
+            &[("block-cidrs".to_owned(), "1.2.3.400".to_owned())].into(),
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let r = refused(&[("enable-global-auth", "false")], &s).expect("refused");
+        assert_eq!(r.causes, vec![RefusalCause::Setting("block-cidrs")]);
+        let (s, _) = ControllerSettings::from_configmap(
+            &[(
+                "whitelist-source-range".to_owned(),
+                "10.0.0.0/33".to_owned(),
+            )]
+            .into(),
+        );
+        assert!(
+            refused(&[], &s).is_some(),
+            "a broken allow-list never opens"
+        );
     }
 }

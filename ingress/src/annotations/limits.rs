@@ -1,8 +1,9 @@
 //! Limits and timeouts: `proxy-body-size`, `proxy-{connect,read,send}-timeout`,
 //! `proxy-next-upstream` (+`-tries`, `-timeout`), and the per-client rate
 //! limits `limit-rps`, `limit-rpm`, `limit-connections`,
-//! `limit-burst-multiplier`, `limit-whitelist`, `limit-rate`,
-//! `limit-rate-after`.
+//! `limit-burst-multiplier`, `limit-whitelist` (`limit-rate` and
+//! `limit-rate-after` are bandwidth throttles Sluice does not implement:
+//! see the catalog).
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -119,10 +120,12 @@ pub struct RateLimit {
     /// `limit-whitelist` / `limit-allowlist`: addresses exempt from the
     /// limits.
     pub exempt: Option<CidrList>,
-    /// `limit-rate`: response bandwidth per connection in KiB/s (0 = none).
-    pub rate_kib: u32,
-    /// `limit-rate-after`: KiB sent before `limit-rate` applies.
-    pub rate_after_kib: u32,
+    /// The status of a request over `limit-rps`/`limit-rpm` (the
+    /// ConfigMap's `limit-req-status-code`, default 503).
+    pub req_status: u16,
+    /// The status of a request over `limit-connections` (the ConfigMap's
+    /// `limit-conn-status-code`, default 503).
+    pub conn_status: u16,
 }
 
 impl RateLimit {
@@ -176,6 +179,8 @@ impl LimitPolicy {
             next_upstream_timeout: s.proxy_next_upstream_timeout,
             rate: RateLimit {
                 burst_multiplier: 5,
+                req_status: s.limit_req_status_code,
+                conn_status: s.limit_conn_status_code,
                 ..RateLimit::default()
             },
         }
@@ -184,17 +189,19 @@ impl LimitPolicy {
     pub(crate) fn parse(r: &mut Reader<'_>, settings: &ControllerSettings) -> Self {
         let d = Self::defaults(settings);
         let rate = RateLimit {
-            rps: r.get("limit-rps", positive).flatten(),
-            rpm: r.get("limit-rpm", positive).flatten(),
-            connections: r.get("limit-connections", positive).flatten(),
+            // An unusable limit denies the Ingress rather than serve it
+            // unlimited (fail closed).
+            rps: r.get_guarded("limit-rps", positive).flatten(),
+            rpm: r.get_guarded("limit-rpm", positive).flatten(),
+            connections: r.get_guarded("limit-connections", positive).flatten(),
             burst_multiplier: r.get_or(
                 "limit-burst-multiplier",
                 d.rate.burst_multiplier,
                 parse_u32,
             ),
-            exempt: r.get("limit-allowlist", str::parse),
-            rate_kib: r.get_or("limit-rate", 0, parse_u32),
-            rate_after_kib: r.get_or("limit-rate-after", 0, parse_u32),
+            exempt: r.get_guarded("limit-allowlist", str::parse),
+            req_status: d.rate.req_status,
+            conn_status: d.rate.conn_status,
         };
         Self {
             body_size: r.get_or("proxy-body-size", d.body_size, str::parse),

@@ -36,6 +36,9 @@ pub struct RedirectPolicy {
     pub relative: bool,
     /// `use-port-in-redirects`.
     pub use_port_in_redirects: bool,
+    /// The `Strict-Transport-Security` value of the ConfigMap's `hsts*`
+    /// (`None`: `hsts: "false"`), on HTTPS answers of hosts with TLS.
+    pub hsts: Option<String>,
 }
 
 impl Default for RedirectPolicy {
@@ -99,6 +102,7 @@ impl RedirectPolicy {
             server_aliases: Vec::new(),
             relative: settings.relative_redirects,
             use_port_in_redirects: settings.use_port_in_redirects,
+            hsts: settings.hsts.header_value(),
         }
     }
 
@@ -143,6 +147,7 @@ impl RedirectPolicy {
                 d.use_port_in_redirects,
                 parse_bool,
             ),
+            hsts: d.hsts,
         }
     }
 }

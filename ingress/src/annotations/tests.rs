@@ -304,10 +304,8 @@ fn rate_limits_parse_and_refuse() {
     assert_eq!(rate.rps.map(|n| n.get()), Some(10));
     assert_eq!(rate.rpm.map(|n| n.get()), Some(300));
     assert_eq!(rate.connections.map(|n| n.get()), Some(4));
-    assert_eq!(
-        (rate.burst_multiplier, rate.rate_kib, rate.rate_after_kib),
-        (3, 100, 1024)
-    );
+    assert_eq!(rate.burst_multiplier, 3);
+    assert_eq!((rate.req_status, rate.conn_status), (503, 503));
     assert!(
         rate.exempt
             .as_ref()
@@ -315,13 +313,16 @@ fn rate_limits_parse_and_refuse() {
             .contains("10.1.1.1".parse().unwrap())
     );
     assert!(rate.is_active());
-    // Not enforced yet: every limit-* annotation refuses the Ingress.
-    assert_eq!(parsed.refusal.as_ref().unwrap().causes.len(), 7);
-    assert!(parsed.policy.is_denied());
+    // Enforced: nothing refuses the Ingress; limit-rate (bandwidth, not
+    // access control) is reported unsupported and ignored.
+    assert!(parsed.refusal.is_none());
+    assert!(!parsed.policy.is_denied());
+    let found = problems(&parsed);
+    assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        problems(&parsed)
+        found
             .iter()
-            .all(|(_, k)| *k == AnnotationProblemKind::NotEnforced)
+            .all(|(_, k)| matches!(k, AnnotationProblemKind::Unsupported { .. }))
     );
     let bad = p(&[("limit-rps", "ten"), ("limit-whitelist", "10.0.0.0/33")]);
     assert_eq!(invalid_of(&bad), vec!["limit-rps", "limit-whitelist"]);

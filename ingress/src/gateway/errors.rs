@@ -78,6 +78,8 @@ pub enum LocalError {
         status: u16,
         /// The auth service's `WWW-Authenticate`.
         www_authenticate: Option<String>,
+        /// The auth service's `Set-Cookie`s (`auth-always-set-cookie`).
+        set_cookies: Vec<String>,
     },
     /// External auth failed: the auth service could not be reached or
     /// answered something else than 2xx, 401 or 403 (500, as nginx's
@@ -88,6 +90,17 @@ pub enum LocalError {
     /// "No required SSL certificate was sent").
     #[error("bad request: no required SSL certificate was sent")]
     NoClientCertificate,
+    /// The client is over a `limit-rps`/`limit-rpm` (nginx's
+    /// `limit_req`) or `limit-connections` (`limit_conn`) of the route:
+    /// `limit-req-status-code` or `limit-conn-status-code` (503 unless
+    /// configured).
+    #[error("{}", if *connections { "limiting connections" } else { "limiting requests" })]
+    OverLimit {
+        /// The status to answer.
+        status: u16,
+        /// Over `limit-connections` rather than a request rate.
+        connections: bool,
+    },
     /// The client certificate did not verify (400, nginx's "The SSL
     /// certificate error").
     #[error("bad request: the SSL certificate error")]
@@ -111,6 +124,9 @@ impl LocalError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
             Self::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::OverLimit { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             Self::NoClientCertificate | Self::BadClientCertificate => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamConnect | Self::UpstreamError => StatusCode::BAD_GATEWAY,
@@ -135,6 +151,13 @@ impl LocalError {
         };
         if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Self::AuthDenied { set_cookies, .. } = self {
+            for c in set_cookies {
+                if let Ok(v) = HeaderValue::from_str(c) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
         }
         if matches!(
             self,

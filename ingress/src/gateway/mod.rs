@@ -45,6 +45,7 @@ pub mod htpasswd;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod routing;
 pub mod secrets;
 pub mod server;
@@ -106,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) clients: Clients,
     pub(crate) metrics: Metrics,
     pub(crate) tls: Arc<rustls::ServerConfig>,
+    /// The `limit-*` zones of every Ingress, kept across snapshots.
+    pub(crate) rate_limits: rate_limit::RateLimits,
 }
 
 /// The gateway: configuration, the live routing snapshot, upstream
@@ -146,6 +149,7 @@ impl Gateway {
                 registry,
                 clients,
                 metrics,
+                rate_limits: rate_limit::RateLimits::default(),
             }),
         })
     }

@@ -5,6 +5,8 @@
 //!
 //! In nginx's access-phase order:
 //!
+//! 0. **Block lists** (the ConfigMap's `block-cidrs`, `block-user-agents`,
+//!    `block-referers`): 403 on every Ingress, whatever else it allows.
 //! 1. **Source ranges.** The client address is the TCP peer, or, when the
 //!    peer is a trusted proxy ([`GatewayConfig::trusted_proxies`]), the
 //!    nearest untrusted address of `X-Forwarded-For` (what the gateway
@@ -27,7 +29,7 @@ use base64::Engine as _;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::annotations::access::{AccessPolicy, BasicAuth, Satisfy};
+use crate::annotations::access::{AccessPolicy, BasicAuth, BlockLists, Satisfy};
 use crate::gateway::Snapshot;
 use crate::gateway::config::{GatewayConfig, TrustedProxies, canonical_ip};
 use crate::gateway::errors::LocalError;
@@ -58,6 +60,10 @@ pub(crate) async fn check(
         return Ok(Access::Allowed(external_auth::Granted::default()));
     };
     let access = &policy.access;
+    let client = route_client(route, &head.headers, conn, &config.trusted_proxies);
+    if let Some(block) = &access.block {
+        check_block(block, &head.headers, client)?;
+    }
     if access.allow.is_none()
         && access.deny.is_none()
         && access.basic.is_none()
@@ -65,7 +71,6 @@ pub(crate) async fn check(
     {
         return Ok(Access::Allowed(external_auth::Granted::default()));
     }
-    let client = client_address(&head.headers, conn.peer.ip(), &config.trusted_proxies);
     let ranges = source_ranges(access, client);
     if access.satisfy == Satisfy::Any && ranges == Ranges::Granted {
         return Ok(Access::Allowed(external_auth::Granted::default()));
@@ -86,6 +91,32 @@ pub(crate) async fn check(
             AuthOutcome::Redirect(r) => Ok(Access::Answer(r)),
         },
     }
+}
+
+/// 403 for a blocked client address, `User-Agent` or `Referer` (a
+/// header that is not text matches no entry).
+fn check_block(block: &BlockLists, headers: &HeaderMap, client: IpAddr) -> Result<(), LocalError> {
+    if let Some(cidrs) = &block.cidrs
+        && cidrs.contains(client)
+    {
+        return Err(LocalError::Forbidden);
+    }
+    let blocked = |name: http::HeaderName, list: &[_]| {
+        !list.is_empty()
+            && headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    list.iter()
+                        .any(|p: &crate::annotations::access::BlockPattern| p.matches(v))
+                })
+    };
+    if blocked(http::header::USER_AGENT, &block.user_agents)
+        || blocked(http::header::REFERER, &block.referers)
+    {
+        return Err(LocalError::Forbidden);
+    }
+    Ok(())
 }
 
 /// The outcome of the source-range check.
@@ -111,6 +142,25 @@ fn source_ranges(access: &AccessPolicy, client: IpAddr) -> Ranges {
         Some(_) => Ranges::Refused,
         None if access.deny.is_some() => Ranges::NotDenied,
         None => Ranges::NotConfigured,
+    }
+}
+
+/// The client address a route's checks judge (source ranges, block
+/// lists, limits, the auth service's `X-Real-IP`): in ingress-nginx mode
+/// with the ConfigMap's `use-forwarded-headers` or `enable-real-ip`, what
+/// nginx's realip module makes of `forwarded-for-header` from
+/// `proxy-real-ip-cidr` peers ([`crate::annotations::access::RealIp`]);
+/// else [`client_address`].
+pub(crate) fn route_client(
+    route: &Resolved<'_>,
+    headers: &HeaderMap,
+    conn: &ConnCtx,
+    trusted: &TrustedProxies,
+) -> IpAddr {
+    let peer = canonical_ip(conn.peer.ip());
+    match route.policy.and_then(|p| p.access.real_ip.as_ref()) {
+        Some(r) => canonical_ip(r.client(headers, peer)),
+        None => client_address(headers, peer, trusted),
     }
 }
 

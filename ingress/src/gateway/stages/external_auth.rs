@@ -20,6 +20,13 @@
 //! * anything else, or no answer within the route's connect and read
 //!   timeouts: 500.
 //!
+//! The auth answer's `Set-Cookie` headers go to the client (nginx's
+//! `add_header Set-Cookie $auth_cookie`): on a granted request's answer
+//! when its status is 200, 201, 204, 206, 301, 302, 303, 304, 307 or 308
+//! (`add_header`'s list) and on the `auth-signin` redirect; with
+//! `auth-always-set-cookie`, on every answer, the 401 and 403 of a denial
+//! included (`add_header … always`).
+//!
 //! Only `http://` auth services are reached; an `https://` `auth-url`
 //! answers 500 (never open) until the gateway has a TLS client for it.
 
@@ -49,9 +56,26 @@ pub(crate) struct Granted {
     /// Each `auth-response-headers` name, with the auth answer's value
     /// (`None`: the answer had none, the client's is removed).
     pub(crate) headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The auth answer's `Set-Cookie` values, for the client.
+    pub(crate) set_cookies: Vec<HeaderValue>,
+    /// `auth-always-set-cookie`.
+    pub(crate) always_set_cookie: bool,
 }
 
+/// The statuses nginx's `add_header` (without `always`) applies to.
+const ADD_HEADER_STATUSES: [u16; 10] = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308];
+
 impl Granted {
+    /// Adds the auth service's cookies to the client's answer of `status`
+    /// (see the module docs).
+    pub(crate) fn add_cookies(&self, status: StatusCode, headers: &mut HeaderMap) {
+        if self.always_set_cookie || ADD_HEADER_STATUSES.contains(&status.as_u16()) {
+            for c in &self.set_cookies {
+                headers.append(header::SET_COOKIE, c.clone());
+            }
+        }
+    }
+
     /// Applies the grant to the upstream request's headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         for (name, value) in &self.headers {
@@ -213,6 +237,23 @@ pub(crate) async fn ask(
     tokio::spawn(async move {
         let _ = body.collect().await;
     });
+    let set_cookies: Vec<HeaderValue> = parts
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    // Cookies on a denial: only with auth-always-set-cookie.
+    let denial_cookies = || {
+        if ext.always_set_cookie {
+            set_cookies
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
     match parts.status {
         s if s.is_success() => Ok(AuthOutcome::Granted(Granted {
             headers: ext
@@ -220,6 +261,8 @@ pub(crate) async fn ask(
                 .iter()
                 .map(|n| (n.clone(), parts.headers.get(n).cloned()))
                 .collect(),
+            set_cookies,
+            always_set_cookie: ext.always_set_cookie,
         })),
         StatusCode::UNAUTHORIZED => match &ext.signin {
             Some(signin) => {
@@ -228,6 +271,9 @@ pub(crate) async fn ask(
                 *r.status_mut() = StatusCode::FOUND;
                 if let Ok(v) = HeaderValue::from_str(&location) {
                     r.headers_mut().insert(header::LOCATION, v);
+                }
+                for c in set_cookies {
+                    r.headers_mut().append(header::SET_COOKIE, c);
                 }
                 Ok(AuthOutcome::Redirect(r))
             }
@@ -238,11 +284,13 @@ pub(crate) async fn ask(
                     .get(header::WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned),
+                set_cookies: denial_cookies(),
             }),
         },
         StatusCode::FORBIDDEN => Err(LocalError::AuthDenied {
             status: 403,
             www_authenticate: None,
+            set_cookies: denial_cookies(),
         }),
         s => {
             tracing::debug!(url = %ext.url, status = %s, "auth service answered neither 2xx, 401 nor 403");
@@ -271,6 +319,7 @@ mod tests {
                 ),
                 (HeaderName::from_static("x-groups"), None),
             ],
+            ..Granted::default()
         };
         let mut h = HeaderMap::new();
         h.insert("x-user", HeaderValue::from_static("mallory"));
@@ -278,5 +327,22 @@ mod tests {
         g.apply(&mut h);
         assert_eq!(h["x-user"], "alice");
         assert!(!h.contains_key("x-groups"));
+    }
+
+    #[test]
+    fn cookies_follow_add_header_statuses() {
+        let mut g = Granted {
+            set_cookies: vec![HeaderValue::from_static("a=1")],
+            ..Granted::default()
+        };
+        let mut h = HeaderMap::new();
+        g.add_cookies(StatusCode::NOT_FOUND, &mut h);
+        assert!(h.is_empty());
+        g.add_cookies(StatusCode::OK, &mut h);
+        assert_eq!(h[header::SET_COOKIE], "a=1");
+        g.always_set_cookie = true;
+        let mut h = HeaderMap::new();
+        g.add_cookies(StatusCode::NOT_FOUND, &mut h);
+        assert_eq!(h[header::SET_COOKIE], "a=1");
     }
 }

@@ -1,4 +1,7 @@
-//! Stage 4, limits: the request body limit
+//! Stage, limits: ingress-nginx's per-client `limit-rps`, `limit-rpm`
+//! and `limit-connections` ([`rate`], before the access stage, as nginx's
+//! preaccess phase runs before its access phase; the zones are
+//! [`crate::gateway::rate_limit`]); the request body limit
 //! ([`crate::gateway::config::Limits::max_request_body`], or per route ingress-nginx's
 //! `proxy-body-size`: [`body_limit`]), and framing hyper lets through that a
 //! peer could read differently (`chunked` applied twice: 400).
@@ -19,8 +22,48 @@ use crate::gateway::body::{BoxError, GatewayBody};
 use crate::gateway::config::GatewayConfig;
 use crate::gateway::errors::LocalError;
 use crate::gateway::limits::{LimitedBody, check_content_length};
+use crate::gateway::rate_limit::Over;
 
-use super::Resolved;
+use super::{Exchange, Resolved};
+
+/// The route's `limit-*` for this request's client (the address the
+/// access stage judges: [`super::access::route_client`]). Over a limit:
+/// the configured status. Under `limit-connections`, the request holds its
+/// slot until the response ends.
+pub(crate) fn rate(
+    ex: &mut Exchange<'_>,
+    route: &Resolved<'_>,
+    headers: &HeaderMap,
+) -> Result<(), LocalError> {
+    let (Some(policy), Some(forward)) = (route.policy, &route.forward) else {
+        return Ok(());
+    };
+    let limit = &policy.limits.rate;
+    if !limit.is_active() {
+        return Ok(());
+    }
+    let config = &ex.shared.config;
+    let client = super::access::route_client(route, headers, ex.conn, &config.trusted_proxies);
+    match ex
+        .shared
+        .rate_limits
+        .check(&forward.route.ingress, limit, client)
+    {
+        Ok(Some(slot)) => {
+            ex.guards.push(Box::new(slot));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(Over::Requests(status)) => Err(LocalError::OverLimit {
+            status,
+            connections: false,
+        }),
+        Err(Over::Connections(status)) => Err(LocalError::OverLimit {
+            status,
+            connections: true,
+        }),
+    }
+}
 
 /// 400 for a `Transfer-Encoding` naming `chunked` more than once: RFC 9112
 /// §6.1 forbids applying it twice, hyper decodes such a body once, and a

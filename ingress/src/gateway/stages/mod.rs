@@ -7,6 +7,7 @@
 //! | [`misdirected`] | HTTPS: the SNI certificate covers the host | 421 |
 //! | [`resolve`] (route) | `#` in the target, path hygiene, route resolution | 400, 404, 503 (denied) |
 //! | [`redirect`], [`cors`] | the redirect or CORS preflight resolution decided; HSTS value | 301–308, 204 |
+//! | [`limits`] (rate) | `limit-rps`, `limit-rpm`, `limit-connections` per client | 503 (or the ConfigMap's status) |
 //! | [`access`], [`external_auth`] | source ranges, basic auth, external auth | 401, 403, 302, 500, 503 |
 //! | [`backend`] | the route's Service port and its endpoints | 503 |
 //! | [`limits`] | `chunked` twice; declared body size; the body is cut at the limit | 400, 413 |
@@ -144,6 +145,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    limits::rate(ex, route, &head.headers)?;
     let config = &ex.shared.config;
     let granted = match access::check(ex.snapshot, config, ex.conn, route, &head).await? {
         Access::Allowed(g) => g,
@@ -157,5 +159,7 @@ where
     let body = limits::limit_body(body, body_limit);
     let body = commit::committed(body, &upstream).await?;
     let forwarded = forward::forward(ex, route, &upstream, head, body, &granted).await?;
-    Ok(finish::response(config, hsts, forwarded))
+    let mut resp = finish::response(config, hsts, forwarded);
+    granted.add_cookies(resp.status(), resp.headers_mut());
+    Ok(resp)
 }

@@ -37,16 +37,19 @@ pub(crate) fn answer(r: &Redirect<'_>) -> Response<GatewayBody> {
 }
 
 /// The `Strict-Transport-Security` value for this request's response:
-/// HTTPS, a host with TLS, and HSTS configured.
+/// HTTPS, a host with TLS, and HSTS configured (in ingress-nginx mode the
+/// ConfigMap's `hsts`, `hsts-max-age`, `hsts-include-subdomains`,
+/// `hsts-preload`, else [`GatewayConfig::hsts`]).
 pub(crate) fn hsts<'c>(
     config: &'c GatewayConfig,
     conn: &ConnCtx,
-    route: &Resolved<'_>,
+    route: &Resolved<'c>,
 ) -> Option<&'c str> {
-    config
-        .hsts
-        .as_deref()
-        .filter(|_| conn.tls && route.host_has_tls)
+    let value = match route.policy {
+        Some(p) => p.redirects.hsts.as_deref(),
+        None => config.hsts.as_deref(),
+    };
+    value.filter(|_| conn.tls && route.host_has_tls)
 }
 
 #[cfg(test)]
