@@ -485,20 +485,23 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "1m",
         "over the limit: 413",
     )),
-    todo(
+    differs(todo(
         "proxy-connect-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "5",
-        "whole seconds",
-    ),
-    todo(
+        "whole seconds; expiry: 504, and the `timeout` condition of proxy-next-upstream; \
+         HTTP/2 (h2c, gRPC) endpoints keep the gateway-wide connect timeout",
+    )),
+    differs(todo(
         "proxy-read-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "60",
-        "whole seconds; expiry: 504",
-    ),
+        "whole seconds; no response head in time: 504, a later gap between two body reads \
+         cuts the response; the wait for the head starts when the request starts to go \
+         upstream, not when its body has been sent",
+    )),
     todo(
         "proxy-send-timeout",
         G::LimitsAndTimeouts,
@@ -506,27 +509,30 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "60",
         "whole seconds",
     ),
-    todo(
+    differs(todo(
         "proxy-next-upstream",
         G::LimitsAndTimeouts,
         St::Upstream,
         "error timeout",
-        "",
-    ),
-    todo(
+        "each endpoint is tried once at most; a request body is held for a retry only up \
+         to 64 KiB with a declared length (nginx buffers every body): a larger or chunked \
+         one is not sent again once part of it went upstream; POST, LOCK and PATCH go to \
+         another endpoint after reaching one only with non_idempotent",
+    )),
+    honoured(todo(
         "proxy-next-upstream-tries",
         G::LimitsAndTimeouts,
         St::Upstream,
         "3",
-        "",
-    ),
-    todo(
+        "all attempts, the first included; 0 = one per endpoint",
+    )),
+    honoured(todo(
         "proxy-next-upstream-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "0",
         "0 = no limit",
-    ),
+    )),
     limit(
         "limit-rps",
         "",

@@ -82,17 +82,37 @@ const fn guard(key: &'static str, note: &'static str) -> SettingSpec {
 /// The ConfigMap keys Sluice reads. Others are reported as not read.
 pub const SETTINGS: &[SettingSpec] = &[
     enforced(setting("proxy-body-size", Stage::Limits, "1m", "")),
-    setting(
+    enforced(setting(
         "proxy-connect-timeout",
         Stage::Upstream,
         "5",
         "whole seconds",
-    ),
-    setting("proxy-read-timeout", Stage::Upstream, "60", "whole seconds"),
+    )),
+    enforced(setting(
+        "proxy-read-timeout",
+        Stage::Upstream,
+        "60",
+        "whole seconds",
+    )),
     setting("proxy-send-timeout", Stage::Upstream, "60", "whole seconds"),
-    setting("proxy-next-upstream", Stage::Upstream, "error timeout", ""),
-    setting("proxy-next-upstream-tries", Stage::Upstream, "3", ""),
-    setting("proxy-next-upstream-timeout", Stage::Upstream, "0", ""),
+    enforced(setting(
+        "proxy-next-upstream",
+        Stage::Upstream,
+        "error timeout",
+        "",
+    )),
+    enforced(setting(
+        "proxy-next-upstream-tries",
+        Stage::Upstream,
+        "3",
+        "",
+    )),
+    enforced(setting(
+        "proxy-next-upstream-timeout",
+        Stage::Upstream,
+        "0",
+        "",
+    )),
     enforced(setting("ssl-redirect", Stage::RouteResolution, "true", "")),
     enforced(setting(
         "force-ssl-redirect",

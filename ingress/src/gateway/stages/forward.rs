@@ -24,13 +24,16 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::annotations::limits::{LimitPolicy, NextUpstreamOn};
 use crate::gateway::body::GatewayBody;
 use crate::gateway::errors::LocalError;
 use crate::gateway::limits::{BodyTooLarge, ClientBodyError};
 use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers, upstream_host};
 use crate::gateway::routing::AppProtocol;
 use crate::gateway::server::tunnel;
-use crate::gateway::upstream::{UpstreamBody, UpstreamError, UpstreamEvent};
+use crate::gateway::upstream::{
+    AttemptPolicy, Resend, RetryPolicy, Statuses, UpstreamBody, UpstreamError, UpstreamEvent,
+};
 use crate::routes::Reject;
 
 use super::backend::Upstream;
@@ -43,6 +46,9 @@ pub(crate) struct Forwarded {
     pub(crate) response: Response<UpstreamBody>,
     /// Whether it is a `101` whose connection became a tunnel.
     pub(crate) switching: bool,
+    /// The longest gap allowed between two reads of the body (the route's
+    /// `proxy-read-timeout`).
+    pub(crate) read_timeout: std::time::Duration,
 }
 
 /// Sends the request upstream (see the module docs).
@@ -94,12 +100,16 @@ pub(crate) async fn forward(
         UpstreamEvent::Connected(_) => metrics.upstream_connected(service),
         UpstreamEvent::ConnectFailed { ejected, .. } => metrics.connect_failure(service, ejected),
     };
-    let result = ex
-        .shared
-        .clients
+    let clients = &ex.shared.clients;
+    let policy = match route.policy {
+        Some(p) => attempt_policy(&p.limits),
+        None => clients.default_policy(),
+    };
+    let result = clients
         .forward(
             &upstream.pool,
             request,
+            &policy,
             ex.conn.state.upstream_slots(),
             &observe,
         )
@@ -151,7 +161,41 @@ pub(crate) async fn forward(
     Ok(Forwarded {
         response,
         switching,
+        read_timeout: policy.read_timeout,
     })
+}
+
+/// The route's `proxy-{connect,read}-timeout` and `proxy-next-upstream*`
+/// as the upstream client takes them (nginx's rules: a connect timeout is
+/// `timeout`, POST, LOCK and PATCH go to another endpoint only with
+/// `non_idempotent` once they reached one).
+pub(crate) fn attempt_policy(limits: &LimitPolicy) -> AttemptPolicy {
+    let next = &limits.next_upstream;
+    let mut on_status = Statuses::default();
+    for c in next.conditions() {
+        if let NextUpstreamOn::Status(code) = c {
+            on_status.insert(*code);
+        }
+    }
+    let timeout = limits.next_upstream_timeout.as_duration();
+    AttemptPolicy {
+        connect_timeout: limits.connect_timeout.as_duration(),
+        read_timeout: limits.read_timeout.as_duration(),
+        retry: RetryPolicy {
+            on_error: next.retries_on(NextUpstreamOn::Error),
+            on_timeout: next.retries_on(NextUpstreamOn::Timeout),
+            on_invalid_header: next.retries_on(NextUpstreamOn::InvalidHeader),
+            on_status,
+            resend: if next.retries_on(NextUpstreamOn::NonIdempotent) {
+                Resend::Any
+            } else {
+                Resend::NginxIdempotent
+            },
+            connect_timeout_is_timeout: true,
+            tries: limits.next_upstream_tries,
+            within: (!timeout.is_zero()).then_some(timeout),
+        },
+    }
 }
 
 /// Sets `name` to `value` when there is one (a value that is no valid
@@ -197,6 +241,14 @@ fn classify(e: UpstreamError, service: &str) -> (LocalError, Option<SocketAddr>,
             (err, Some(addr), None)
         }
         UpstreamError::Busy(limit) => (LocalError::UpstreamBusy(limit), None, None),
+        UpstreamError::Body(source) => {
+            let err = if caused_by::<BodyTooLarge>(&*source) {
+                LocalError::BodyTooLarge
+            } else {
+                LocalError::BadBody
+            };
+            (err, None, None)
+        }
     }
 }
 

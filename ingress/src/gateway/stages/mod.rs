@@ -157,5 +157,5 @@ where
     let body = limits::limit_body(body, body_limit);
     let body = commit::committed(body, &upstream).await?;
     let forwarded = forward::forward(ex, route, &upstream, head, body, &granted).await?;
-    Ok(finish::response(config, hsts, forwarded))
+    Ok(finish::response(hsts, forwarded))
 }

@@ -8,6 +8,8 @@ pub mod h1_pool;
 pub mod slots;
 
 pub use balance::{EndpointState, InFlight, Pool, Registry};
-pub use client::{Clients, Forwarded, UpstreamError, UpstreamEvent};
+pub use client::{
+    AttemptPolicy, Clients, Forwarded, Resend, RetryPolicy, Statuses, UpstreamError, UpstreamEvent,
+};
 pub use h1_pool::UpstreamBody;
 pub use slots::{SlotLimit, Slots};
