@@ -8,7 +8,9 @@
 //! `proxy-read-timeout`. Retries: `proxy-next-upstream` with `error`
 //! (POST retried after a refused connect, as nginx does: nothing was
 //! sent), `http_503`, `non_idempotent`, `off`, and
-//! `proxy-next-upstream-tries`.
+//! `proxy-next-upstream-tries`. Canaries: `canary-weight` (+`-total`)
+//! within a binomial tolerance over 2,000 requests, `canary-by-header`
+//! (+`-value`, `-pattern`), `canary-by-cookie`, and their precedence.
 
 mod nginx_e2e_support;
 
@@ -269,4 +271,157 @@ async fn next_upstream() {
     // off: the refused connect is the client's 502.
     let got = statuses(&s, "deadoff.test", "/", &[], 4).await;
     assert!(got.contains(&502), "{got:?}");
+}
+
+/// How many of `n` GETs of `http://host/` (one curl, one keep-alive
+/// connection) the backend named `name` answered.
+async fn count_backend(s: &Sluice, host: &str, name: &str, n: usize) -> usize {
+    let port = s.http;
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("http://{host}:{port}/");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "120", "--resolve", &resolve])
+            .args(std::iter::repeat_n(url, n))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("\"backend\":").count(), n, "{text}");
+    text.matches(&format!("\"backend\":\"{name}\"")).count()
+}
+
+/// Asserts `got` canary answers of `n` are within 5 standard deviations
+/// of a binomial(`n`, `p`).
+fn within_binomial(got: usize, n: usize, p: f64) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    assert!(
+        (got as f64 - mean).abs() <= 5.0 * sd,
+        "{got} of {n}, want {mean} ± {}",
+        5.0 * sd
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let prod = echo("prod").await;
+    let canary = echo("canary").await;
+    let dir = temp_dir("canary");
+    let mut objects = vec![nginx_class()];
+    // A primary and a canary Ingress per host, each with its own Services
+    // (a canary joins every route to its primary's Service port).
+    let mut pair = |host: &str, ann: &[(&str, &str)]| {
+        let (p, c) = (format!("{host}-prod"), format!("{host}-canary"));
+        objects.extend(service(&p, prod.addr));
+        objects.extend(service(&c, canary.addr));
+        let h = format!("{host}.test");
+        objects.push(ingress(&p, &h, &[("/", "Prefix", &p)], &[]));
+        let mut a = vec![("canary", "true")];
+        a.extend_from_slice(ann);
+        objects.push(ingress(&c, &h, &[("/", "Prefix", &c)], &a));
+    };
+    pair("w30", &[("canary-weight", "30")]);
+    pair(
+        "w125",
+        &[("canary-weight", "125"), ("canary-weight-total", "1000")],
+    );
+    pair("none", &[]);
+    pair(
+        "prec",
+        &[
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-cookie", "beta"),
+            ("canary-weight", "100"),
+        ],
+    );
+    pair(
+        "value",
+        &[
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-header-value", "blue"),
+        ],
+    );
+    pair(
+        "pattern",
+        &[
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-header-pattern", "^(blue|cyan)$"),
+        ],
+    );
+    write(&dir.join("manifests"), "objects", &objects);
+    let s = Sluice::start(&dir, &[]).await;
+    s.until("none.test", "/", &[], |r| r.status == 200).await;
+
+    // Weights over 2,000 requests.
+    within_binomial(
+        count_backend(&s, "w30.test", "canary", 2000).await,
+        2000,
+        0.30,
+    );
+    within_binomial(
+        count_backend(&s, "w125.test", "canary", 2000).await,
+        2000,
+        0.125,
+    );
+    assert_eq!(count_backend(&s, "none.test", "canary", 200).await, 0);
+    assert_eq!(count_backend(&s, "prec.test", "canary", 200).await, 200);
+
+    let backend = |host: &'static str, args: &'static [&'static str]| {
+        let s = &s;
+        async move {
+            let r = s.curl(host, "/", args).await;
+            r.echo()["backend"].as_str().unwrap().to_owned()
+        }
+    };
+    // Precedence: header, then cookie, then weight (100 here).
+    assert_eq!(
+        backend("prec.test", &["-H", "X-Canary: always"]).await,
+        "canary"
+    );
+    assert_eq!(
+        backend("prec.test", &["-H", "X-Canary: never", "-b", "beta=always"]).await,
+        "prod"
+    );
+    assert_eq!(
+        backend("prec.test", &["-H", "X-Canary: always", "-b", "beta=never"]).await,
+        "canary"
+    );
+    assert_eq!(backend("prec.test", &["-b", "beta=never"]).await, "prod");
+    assert_eq!(
+        backend("prec.test", &["-H", "X-Canary: maybe", "-b", "beta=never"]).await,
+        "prod"
+    );
+    assert_eq!(
+        backend("prec.test", &["-b", "other=1; beta=x"]).await,
+        "canary"
+    );
+    // canary-by-header-value and -pattern (weight 0 otherwise).
+    assert_eq!(
+        backend("value.test", &["-H", "X-Canary: blue"]).await,
+        "canary"
+    );
+    assert_eq!(
+        backend("value.test", &["-H", "X-Canary: always"]).await,
+        "prod"
+    );
+    assert_eq!(backend("value.test", &[]).await, "prod");
+    assert_eq!(
+        backend("pattern.test", &["-H", "X-Canary: cyan"]).await,
+        "canary"
+    );
+    assert_eq!(
+        backend("pattern.test", &["-H", "X-Canary: cyanide"]).await,
+        "prod"
+    );
 }

@@ -744,56 +744,57 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "",
     ),
-    todo(
+    differs(todo(
         "canary",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
         "the canary joins the route with the same host, path and pathType and, as in ingress-nginx, \
-         every route to that route's Service port",
-    ),
-    todo(
+         every route to that route's Service port; a canary Service without ready endpoints \
+         leaves its requests to the primary",
+    )),
+    honoured(todo(
         "canary-weight",
         G::AffinityAndCanaries,
         St::Upstream,
         "0",
         "0 to canary-weight-total",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-weight-total",
         G::AffinityAndCanaries,
         St::Upstream,
         "100",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-header",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "`always` / `never`; precedence header, then cookie, then weight",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-header-value",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "",
-    ),
-    todo(
+    )),
+    differs(todo(
         "canary-by-header-pattern",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "Rust `regex` syntax (no look-around or back-references)",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-cookie",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "`always` / `never`",
-    ),
+    )),
     // Access control.
     ALLOWLIST,
     alias(ALLOWLIST, "whitelist-source-range"),

@@ -150,7 +150,7 @@ where
         Access::Answer(a) => return Ok(a),
     };
     let hsts = redirect::hsts(config, ex.conn, route);
-    let upstream = backend::select(ex.snapshot, route, &mut ex.record)?;
+    let upstream = backend::select(ex.snapshot, route, &head.headers, &mut ex.record)?;
     let body_limit = limits::body_limit(config, route);
     limits::check_framing(&head.headers)?;
     limits::check_declared_length(body_limit, &head.headers)?;
