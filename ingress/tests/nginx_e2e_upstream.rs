@@ -11,6 +11,8 @@
 //! `proxy-next-upstream-tries`. Canaries: `canary-weight` (+`-total`)
 //! within a binomial tolerance over 2,000 requests, `canary-by-header`
 //! (+`-value`, `-pattern`), `canary-by-cookie`, and their precedence.
+//! Cookie affinity: the session cookie set, honoured, its attributes, and
+//! `session-cookie-change-on-failure`.
 
 mod nginx_e2e_support;
 
@@ -424,4 +426,158 @@ async fn canary() {
         backend("pattern.test", &["-H", "X-Canary: cyanide"]).await,
         "prod"
     );
+}
+
+/// The session cookie value naming `addr` (MD5 hex of `ip:port`).
+fn session_value(addr: SocketAddr) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(addr.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_affinity() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let backends = [echo("a").await, echo("b").await, echo("c").await];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let good = echo("good").await;
+    let (dead_a, dead_b) = (refused(), refused());
+    let dir = temp_dir("affinity");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service_of("trio", &addrs));
+    objects.extend(service_of("flakya", &[dead_a, good.addr]));
+    objects.extend(service_of("flakyb", &[dead_b, good.addr]));
+    objects.push(one("sticky", "trio", &[("affinity", "cookie")]));
+    objects.push(one("plain", "trio", &[]));
+    objects.push(ingress(
+        "custom",
+        "custom.test",
+        &[("/app", "Prefix", "trio")],
+        &[
+            ("affinity", "cookie"),
+            ("affinity-mode", "persistent"),
+            ("session-cookie-name", "SID"),
+            ("session-cookie-path", "/app/x"),
+            ("session-cookie-domain", "custom.test"),
+            ("session-cookie-expires", "3600"),
+            ("session-cookie-max-age", "7200"),
+            ("session-cookie-samesite", "Strict"),
+            ("session-cookie-secure", "true"),
+        ],
+    ));
+    objects.push(one(
+        "cof",
+        "flakya",
+        &[
+            ("affinity", "cookie"),
+            ("session-cookie-change-on-failure", "true"),
+        ],
+    ));
+    objects.push(one("nocof", "flakyb", &[("affinity", "cookie")]));
+    write(&dir.join("manifests"), "objects", &objects);
+    let s = Sluice::start(&dir, &[]).await;
+    s.until("sticky.test", "/", &[], |r| r.status == 200).await;
+
+    // No cookie: balanced as usual, each answer sets the cookie of the
+    // endpoint that answered.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let r = s.curl("sticky.test", "/", &[]).await;
+        let name = r.echo()["backend"].as_str().unwrap().to_owned();
+        let addr = addrs[["a", "b", "c"].iter().position(|n| *n == name).unwrap()];
+        assert_eq!(
+            r.header("set-cookie"),
+            Some(format!("INGRESSCOOKIE={}; Path=/; HttpOnly", session_value(addr)).as_str()),
+            "{r:?}"
+        );
+        seen.insert(name);
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    // With the cookie: always its endpoint, and no new cookie.
+    for (i, addr) in addrs.iter().enumerate() {
+        let cookie = format!("INGRESSCOOKIE={}", session_value(*addr));
+        for _ in 0..10 {
+            let r = s.curl("sticky.test", "/", &["-b", &cookie]).await;
+            assert_eq!(r.echo()["backend"], ["a", "b", "c"][i], "{r:?}");
+            assert_eq!(r.header("set-cookie"), None);
+        }
+    }
+    // A cookie naming no endpoint: a new session.
+    let r = s
+        .curl(
+            "sticky.test",
+            "/",
+            &["-b", "INGRESSCOOKIE=0123456789abcdef"],
+        )
+        .await;
+    assert!(r.header("set-cookie").is_some(), "{r:?}");
+    // Without affinity, no cookie.
+    let r = s.curl("plain.test", "/", &[]).await;
+    assert_eq!(r.header("set-cookie"), None);
+
+    // session-cookie-* attributes.
+    let r = s.curl("custom.test", "/app", &[]).await;
+    let c = r.header("set-cookie").unwrap_or_default().to_owned();
+    assert!(c.starts_with("SID="), "{c}");
+    for part in [
+        "; Path=/app/x",
+        "; Domain=custom.test",
+        "; Expires=",
+        "; Max-Age=7200",
+        "; Secure",
+        "; HttpOnly",
+        "; SameSite=Strict",
+    ] {
+        assert!(c.contains(part), "{part} not in {c}");
+    }
+    let expires = c
+        .split("; Expires=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let at = httpdate::parse_http_date(expires).unwrap();
+    let ahead = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        ahead > Duration::from_secs(3500) && ahead <= Duration::from_secs(3600),
+        "{ahead:?}"
+    );
+
+    // The session's endpoint refuses: the request goes to the other one
+    // (proxy-next-upstream's default `error`); with change-on-failure the
+    // cookie moves to it, without it stays.
+    let r = s
+        .curl(
+            "cof.test",
+            "/",
+            &["-b", &format!("INGRESSCOOKIE={}", session_value(dead_a))],
+        )
+        .await;
+    assert_eq!(r.echo()["backend"], "good");
+    assert_eq!(
+        r.header("set-cookie"),
+        Some(
+            format!(
+                "INGRESSCOOKIE={}; Path=/; HttpOnly",
+                session_value(good.addr)
+            )
+            .as_str()
+        )
+    );
+    let r = s
+        .curl(
+            "nocof.test",
+            "/",
+            &["-b", &format!("INGRESSCOOKIE={}", session_value(dead_b))],
+        )
+        .await;
+    assert_eq!(r.echo()["backend"], "good");
+    assert_eq!(r.header("set-cookie"), None, "{r:?}");
 }

@@ -660,20 +660,22 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "subset hashing is not implemented",
     ),
     // Affinity and canaries.
-    todo(
+    differs(todo(
         "affinity",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
-        "cookie (the only type)",
-    ),
-    todo(
+        "cookie (the only type); the cookie value is the MD5 (hex) of the endpoint's \
+         ip:port, read the same by every replica",
+    )),
+    differs(todo(
         "affinity-mode",
         G::AffinityAndCanaries,
         St::Upstream,
         "balanced",
-        "balanced or persistent",
-    ),
+        "balanced or persistent; both keep a session on its endpoint while the endpoint \
+         exists (balanced does not rebalance sessions when endpoints are added)",
+    )),
     todo(
         "affinity-canary-behavior",
         G::AffinityAndCanaries,
@@ -681,48 +683,48 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "sticky",
         "sticky or legacy",
     ),
-    todo(
+    honoured(todo(
         "session-cookie-name",
         G::AffinityAndCanaries,
         St::Upstream,
         "INGRESSCOOKIE",
         "",
-    ),
-    todo(
+    )),
+    differs(todo(
         "session-cookie-path",
         G::AffinityAndCanaries,
         St::Upstream,
         "the rule path",
-        "",
-    ),
-    todo(
+        "a regex rule path gives `/`",
+    )),
+    honoured(todo(
         "session-cookie-domain",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-expires",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "seconds",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-max-age",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "seconds",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-samesite",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "None, Lax or Strict",
-    ),
+    )),
     todo(
         "session-cookie-conditional-samesite-none",
         G::AffinityAndCanaries,
@@ -730,20 +732,21 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "",
     ),
-    todo(
+    honoured(todo(
         "session-cookie-secure",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-change-on-failure",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
-        "",
-    ),
+        "the session's endpoint failed and another answered: the cookie moves to it; \
+         without: the cookie stays",
+    )),
     differs(todo(
         "canary",
         G::AffinityAndCanaries,

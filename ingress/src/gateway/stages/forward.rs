@@ -31,6 +31,7 @@ use crate::gateway::limits::{BodyTooLarge, ClientBodyError};
 use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers, upstream_host};
 use crate::gateway::routing::AppProtocol;
 use crate::gateway::server::tunnel;
+use crate::gateway::upstream::affinity::Session;
 use crate::gateway::upstream::{
     AttemptPolicy, Resend, RetryPolicy, Statuses, UpstreamBody, UpstreamError, UpstreamEvent,
 };
@@ -61,6 +62,8 @@ pub(crate) async fn forward(
     granted: &Granted,
 ) -> Result<Forwarded, LocalError> {
     let config = &ex.shared.config;
+    let affinity = route.policy.and_then(|p| p.affinity.as_ref());
+    let session = affinity.map(|a| Session::read(a, &head.headers, &upstream.pool));
     let upgrade = head.version == Version::HTTP_11
         && upstream.pool.protocol() == AppProtocol::Http1
         && is_upgrade(&head.headers, &config.upgrade_protocols);
@@ -110,6 +113,7 @@ pub(crate) async fn forward(
             &upstream.pool,
             request,
             &policy,
+            session.and_then(|s| s.prefer),
             ex.conn.state.upstream_slots(),
             &observe,
         )
@@ -136,6 +140,15 @@ pub(crate) async fn forward(
 
     let mut slots = Some(fwd.slots);
     let mut response = fwd.response;
+    if let (Some(a), Some(s)) = (affinity, session) {
+        let rule_path = route
+            .forward
+            .as_ref()
+            .map_or("/", |f| f.route.path.as_str());
+        if let Some(v) = s.set_cookie(a, fwd.endpoint, rule_path) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         let Some(client_upgrade) = client_upgrade else {

@@ -360,8 +360,16 @@ impl Clients {
         &self,
         pool: &Pool,
         tried: &[SocketAddr],
+        prefer: Option<Arc<EndpointState>>,
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<EndpointState>, OwnedSemaphorePermit), UpstreamError> {
+        if let Some(ep) = prefer {
+            // A session's endpoint: wait for its slot rather than move.
+            let p = slots::acquire(ep.slots(), deadline, SlotLimit::Endpoint)
+                .await
+                .map_err(UpstreamError::Busy)?;
+            return Ok((ep, p));
+        }
         let Some(first) = pool.pick(tried) else {
             return Err(UpstreamError::NoEndpoints);
         };
@@ -407,13 +415,16 @@ impl Clients {
 
     /// Sends `req` (origin-form target, headers already rewritten) to an
     /// endpoint of `pool` under `policy` (see [`RetryPolicy`] and the
-    /// module docs). `client_slots` caps the client connection's HTTP/1.1
-    /// exchanges; `observe` hears of every connection made or failed.
+    /// module docs); the first attempt goes to `prefer` when it is one of
+    /// the pool's endpoints (a session's, cookie affinity).
+    /// `client_slots` caps the client connection's HTTP/1.1 exchanges;
+    /// `observe` hears of every connection made or failed.
     pub async fn forward(
         &self,
         pool: &Pool,
         req: Request<GatewayBody>,
         policy: &AttemptPolicy,
+        prefer: Option<SocketAddr>,
         client_slots: Option<&Arc<Semaphore>>,
         observe: &(dyn Fn(UpstreamEvent) + Sync),
     ) -> Result<Forwarded, UpstreamError> {
@@ -453,13 +464,18 @@ impl Clients {
         };
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
+            let preferred = prefer
+                .filter(|_| tried.is_empty())
+                .and_then(|a| pool.endpoints().iter().find(|e| e.addr() == a).cloned());
             let (ep, ep_slot) = if h2 {
-                match pool.pick(&tried) {
+                match preferred.or_else(|| pool.pick(&tried)) {
                     Some(ep) => (ep, None),
                     None => return Err(UpstreamError::NoEndpoints),
                 }
             } else {
-                let (ep, slot) = self.pick_with_slot(pool, &tried, deadline).await?;
+                let (ep, slot) = self
+                    .pick_with_slot(pool, &tried, preferred, deadline)
+                    .await?;
                 (ep, Some(slot))
             };
             let addr = ep.addr();

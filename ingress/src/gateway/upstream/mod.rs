@@ -1,7 +1,9 @@
-//! Upstreams: endpoint choice ([`balance`]), keep-alive HTTP/1.1
+//! Upstreams: endpoint choice ([`balance`], session affinity
+//! [`affinity`]), keep-alive HTTP/1.1
 //! connections ([`h1_pool`]), caps on the connections in use ([`slots`])
 //! and the forwarding loop with connect retries ([`client`]).
 
+pub mod affinity;
 pub mod balance;
 pub mod client;
 pub mod h1_pool;
