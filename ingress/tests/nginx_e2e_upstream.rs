@@ -581,3 +581,79 @@ async fn cookie_affinity() {
     assert_eq!(r.echo()["backend"], "good");
     assert_eq!(r.header("set-cookie"), None, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_hash_by() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let backends = [echo("a").await, echo("b").await, echo("c").await];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let dir = temp_dir("hash-by");
+    let manifests = |addrs: &[SocketAddr]| {
+        let mut objects = vec![nginx_class()];
+        objects.extend(service_of("hashed", addrs));
+        objects.push(one("byarg", "hashed", &[("upstream-hash-by", "$arg_user")]));
+        objects.push(one(
+            "byheader",
+            "hashed",
+            &[("upstream-hash-by", "tenant-${http_x_tenant}")],
+        ));
+        objects.push(one("plain", "hashed", &[]));
+        objects
+    };
+    write(&dir.join("manifests"), "objects", &manifests(&addrs));
+    let s = Sluice::start(&dir, &[]).await;
+    s.until("byarg.test", "/", &[], |r| r.status == 200).await;
+    let backend_of = |host: &'static str, path: String, args: Vec<String>| {
+        let s = &s;
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = s.curl(host, &path, &a).await;
+            r.echo()["backend"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // A key keeps its endpoint; keys spread over the endpoints.
+    let mut before = Vec::new();
+    for u in 0..40 {
+        let b = backend_of("byarg.test", format!("/?user=u{u}"), vec![]).await;
+        for _ in 0..3 {
+            assert_eq!(
+                backend_of("byarg.test", format!("/x?a=1&user=u{u}"), vec![]).await,
+                b
+            );
+        }
+        before.push(b);
+    }
+    let spread: std::collections::BTreeSet<_> = before.iter().collect();
+    assert_eq!(spread.len(), 3, "{before:?}");
+    let h = |t: &str| vec!["-H".to_owned(), format!("X-Tenant: {t}")];
+    let t1 = backend_of("byheader.test", "/".into(), h("one")).await;
+    for p in ["/a", "/b", "/c?d"] {
+        assert_eq!(backend_of("byheader.test", p.into(), h("one")).await, t1);
+    }
+    // Without upstream-hash-by the same request is balanced.
+    let mut plain = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        plain.insert(backend_of("plain.test", "/?user=u0".into(), vec![]).await);
+    }
+    assert!(plain.len() >= 2, "{plain:?}");
+
+    // Consistent: without endpoint c, only c's keys move.
+    write(&dir.join("manifests"), "objects", &manifests(&addrs[..2]));
+    let moved = before.iter().position(|b| b == "c").expect("a key on c");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend_of("byarg.test", format!("/?user=u{moved}"), vec![]).await == "c" {
+        assert!(Instant::now() < deadline, "endpoint c still used");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (u, b) in before.iter().enumerate() {
+        let now = backend_of("byarg.test", format!("/?user=u{u}"), vec![]).await;
+        if b == "c" {
+            assert_ne!(now, "c");
+        } else {
+            assert_eq!(&now, b, "user u{u} moved from {b} to {now}");
+        }
+    }
+}

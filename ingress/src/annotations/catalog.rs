@@ -639,14 +639,16 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "round_robin",
         "round_robin and ewma; chash, chashsubset and sticky_* are refused (round_robin is used)",
     ),
-    todo(
+    differs(todo(
         "upstream-hash-by",
         G::Backends,
         St::Upstream,
         "",
         "consistent hash of text and $request_uri, $uri, $host, $remote_addr, $scheme, \
-         $http_NAME, $cookie_NAME, $arg_NAME; other nginx variables are refused",
-    ),
+         $http_NAME, $cookie_NAME, $arg_NAME; other nginx variables are refused; rendezvous \
+         hashing instead of nginx's ring: a key keeps its endpoint while it exists, and only \
+         a removed endpoint's keys move; affinity: cookie wins over it",
+    )),
     unsupported(
         "upstream-hash-by-subset",
         G::Backends,

@@ -24,6 +24,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::annotations::backend::HashKey;
 use crate::annotations::limits::{LimitPolicy, NextUpstreamOn};
 use crate::gateway::body::GatewayBody;
 use crate::gateway::errors::LocalError;
@@ -31,7 +32,9 @@ use crate::gateway::limits::{BodyTooLarge, ClientBodyError};
 use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers, upstream_host};
 use crate::gateway::routing::AppProtocol;
 use crate::gateway::server::tunnel;
+use crate::gateway::upstream::Pool;
 use crate::gateway::upstream::affinity::Session;
+use crate::gateway::upstream::hash::{self, KeySource};
 use crate::gateway::upstream::{
     AttemptPolicy, Resend, RetryPolicy, Statuses, UpstreamBody, UpstreamError, UpstreamEvent,
 };
@@ -64,6 +67,14 @@ pub(crate) async fn forward(
     let config = &ex.shared.config;
     let affinity = route.policy.and_then(|p| p.affinity.as_ref());
     let session = affinity.map(|a| Session::read(a, &head.headers, &upstream.pool));
+    // Cookie affinity wins over upstream-hash-by, as in ingress-nginx.
+    let hashed = match (
+        affinity,
+        route.policy.and_then(|p| p.backend.hash_by.as_ref()),
+    ) {
+        (None, Some(key)) => hash_endpoint(ex, route, &head, key, &upstream.pool),
+        _ => None,
+    };
     let upgrade = head.version == Version::HTTP_11
         && upstream.pool.protocol() == AppProtocol::Http1
         && is_upgrade(&head.headers, &config.upgrade_protocols);
@@ -113,7 +124,7 @@ pub(crate) async fn forward(
             &upstream.pool,
             request,
             &policy,
-            session.and_then(|s| s.prefer),
+            session.and_then(|s| s.prefer).or(hashed),
             ex.conn.state.upstream_slots(),
             &observe,
         )
@@ -209,6 +220,26 @@ pub(crate) fn attempt_policy(limits: &LimitPolicy) -> AttemptPolicy {
             within: (!timeout.is_zero()).then_some(timeout),
         },
     }
+}
+
+/// The endpoint `upstream-hash-by` maps the request to.
+fn hash_endpoint(
+    ex: &Exchange<'_>,
+    route: &Resolved<'_>,
+    head: &Parts,
+    key: &HashKey,
+    pool: &Pool,
+) -> Option<SocketAddr> {
+    let src = KeySource {
+        request_uri: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        path: route.target.path.as_str(),
+        query: route.target.query.as_deref(),
+        host: &route.host,
+        remote: ex.conn.peer.ip(),
+        scheme: if ex.conn.tls { "https" } else { "http" },
+        headers: &head.headers,
+    };
+    hash::endpoint_for(pool, &hash::key_value(key, &src))
 }
 
 /// Sets `name` to `value` when there is one (a value that is no valid

@@ -1,5 +1,5 @@
 //! Upstreams: endpoint choice ([`balance`], session affinity
-//! [`affinity`]), keep-alive HTTP/1.1
+//! [`affinity`], consistent hashing [`hash`]), keep-alive HTTP/1.1
 //! connections ([`h1_pool`]), caps on the connections in use ([`slots`])
 //! and the forwarding loop with connect retries ([`client`]).
 
@@ -7,6 +7,7 @@ pub mod affinity;
 pub mod balance;
 pub mod client;
 pub mod h1_pool;
+pub mod hash;
 pub mod slots;
 
 pub use balance::{EndpointState, InFlight, Pool, Registry};
