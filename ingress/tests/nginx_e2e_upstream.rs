@@ -12,7 +12,9 @@
 //! within a binomial tolerance over 2,000 requests, `canary-by-header`
 //! (+`-value`, `-pattern`), `canary-by-cookie`, and their precedence.
 //! Cookie affinity: the session cookie set, honoured, its attributes, and
-//! `session-cookie-change-on-failure`.
+//! `session-cookie-change-on-failure`. `upstream-hash-by` (a key keeps its
+//! endpoint, only a removed endpoint's keys move); `load-balance: ewma`
+//! against a slow and a fast endpoint.
 
 mod nginx_e2e_support;
 
@@ -656,4 +658,77 @@ async fn upstream_hash_by() {
             assert_eq!(&now, b, "user u{u} moved from {b} to {now}");
         }
     }
+}
+
+/// A backend that answers every request after `delay`, with its name.
+async fn slow(name: &'static str, delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        let body = json!({"backend": name}).to_string();
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balance_ewma() {
+    if !tools_available(&["curl"]) {
+        return;
+    }
+    let slow_ep = slow("slow", Duration::from_millis(250)).await;
+    let fast_ep = slow("fast", Duration::ZERO).await;
+    let dir = temp_dir("ewma");
+    let mut objects = vec![nginx_class()];
+    objects.extend(service_of("ewma-svc", &[slow_ep, fast_ep]));
+    objects.extend(service_of("rr-svc", &[slow_ep, fast_ep]));
+    objects.extend(service_of("cm-svc", &[slow_ep, fast_ep]));
+    objects.push(one("ewma", "ewma-svc", &[("load-balance", "ewma")]));
+    objects.push(one("rr", "rr-svc", &[("load-balance", "round_robin")]));
+    // The ConfigMap's load-balance is the default of the others.
+    objects.push(one("cm", "cm-svc", &[]));
+    objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "cfg", "namespace": "demo"},
+           "data": {"load-balance": "ewma"}}));
+    write(&dir.join("manifests"), "objects", &objects);
+    let s = Sluice::start(&dir, &["--configmap", "demo/cfg"]).await;
+    s.until("rr.test", "/", &[], |r| r.status == 200).await;
+    let count_slow = |host: &'static str| {
+        let s = &s;
+        async move {
+            let mut n = 0;
+            for _ in 0..40 {
+                if s.curl(host, "/", &[]).await.echo()["backend"] == "slow" {
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    // ewma: once both are measured, the fast endpoint takes (nearly)
+    // everything; the default spreads sequential requests evenly.
+    let ewma = count_slow("ewma.test").await;
+    assert!(ewma <= 4, "slow endpoint got {ewma} of 40 under ewma");
+    let cm = count_slow("cm.test").await;
+    assert!(
+        cm <= 4,
+        "slow endpoint got {cm} of 40 under the ConfigMap's ewma"
+    );
+    let rr = count_slow("rr.test").await;
+    assert!(rr >= 12, "slow endpoint got {rr} of 40 under round robin");
 }

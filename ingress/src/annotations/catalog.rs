@@ -632,13 +632,16 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "the Service's ClusterIP instead of its endpoints",
     ),
-    todo(
+    differs(todo(
         "load-balance",
         G::Backends,
         St::Upstream,
         "round_robin",
-        "round_robin and ewma; chash, chashsubset and sticky_* are refused (round_robin is used)",
-    ),
+        "round_robin and ewma; chash, chashsubset and sticky_* are refused (round_robin is \
+         used); round_robin takes its first candidate in turn and a random second, the one \
+         with fewer requests in flight wins (pure round robin when idle); ewma: two distinct \
+         random candidates, the lower response-time EWMA (10 s decay) × (in flight + 1) wins",
+    )),
     differs(todo(
         "upstream-hash-by",
         G::Backends,

@@ -189,12 +189,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "false",
         "off: request headers with `_` in their name are dropped, as nginx drops them",
     ),
-    setting(
+    enforced(setting(
         "load-balance",
         Stage::Upstream,
         "round_robin",
         "round_robin or ewma",
-    ),
+    )),
     setting("custom-http-errors", Stage::Response, "", ""),
     enforced(setting("disable-access-log", Stage::Response, "false", "")),
     setting("service-upstream", Stage::Upstream, "false", ""),

@@ -24,7 +24,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::annotations::backend::HashKey;
+use crate::annotations::backend::{HashKey, LoadBalance};
 use crate::annotations::limits::{LimitPolicy, NextUpstreamOn};
 use crate::gateway::body::GatewayBody;
 use crate::gateway::errors::LocalError;
@@ -116,7 +116,7 @@ pub(crate) async fn forward(
     };
     let clients = &ex.shared.clients;
     let policy = match route.policy {
-        Some(p) => attempt_policy(&p.limits),
+        Some(p) => attempt_policy(&p.limits, p.backend.load_balance),
         None => clients.default_policy(),
     };
     let result = clients
@@ -193,7 +193,7 @@ pub(crate) async fn forward(
 /// as the upstream client takes them (nginx's rules: a connect timeout is
 /// `timeout`, POST, LOCK and PATCH go to another endpoint only with
 /// `non_idempotent` once they reached one).
-pub(crate) fn attempt_policy(limits: &LimitPolicy) -> AttemptPolicy {
+pub(crate) fn attempt_policy(limits: &LimitPolicy, balance: LoadBalance) -> AttemptPolicy {
     let next = &limits.next_upstream;
     let mut on_status = Statuses::default();
     for c in next.conditions() {
@@ -219,6 +219,7 @@ pub(crate) fn attempt_policy(limits: &LimitPolicy) -> AttemptPolicy {
             tries: limits.next_upstream_tries,
             within: (!timeout.is_zero()).then_some(timeout),
         },
+        ewma: balance == LoadBalance::Ewma,
     }
 }
 

@@ -180,6 +180,9 @@ pub struct AttemptPolicy {
     pub read_timeout: Duration,
     /// When to try another endpoint.
     pub retry: RetryPolicy,
+    /// `load-balance: ewma` ([`Pool::pick_ewma`]) instead of the default
+    /// choice ([`Pool::pick`]).
+    pub ewma: bool,
 }
 
 /// When a request goes to another endpoint (nginx's `proxy_next_upstream`
@@ -289,6 +292,7 @@ impl Clients {
                 tries: self.cfg.connect_retries.saturating_add(1),
                 ..RetryPolicy::default()
             },
+            ewma: false,
         }
     }
 
@@ -361,8 +365,16 @@ impl Clients {
         pool: &Pool,
         tried: &[SocketAddr],
         prefer: Option<Arc<EndpointState>>,
+        ewma: bool,
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<EndpointState>, OwnedSemaphorePermit), UpstreamError> {
+        let pick = |exclude: &[SocketAddr]| {
+            if ewma {
+                pool.pick_ewma(exclude)
+            } else {
+                pool.pick(exclude)
+            }
+        };
         if let Some(ep) = prefer {
             // A session's endpoint: wait for its slot rather than move.
             let p = slots::acquire(ep.slots(), deadline, SlotLimit::Endpoint)
@@ -370,7 +382,7 @@ impl Clients {
                 .map_err(UpstreamError::Busy)?;
             return Ok((ep, p));
         }
-        let Some(first) = pool.pick(tried) else {
+        let Some(first) = pick(tried) else {
             return Err(UpstreamError::NoEndpoints);
         };
         if let Ok(p) = first.slots().clone().try_acquire_owned() {
@@ -378,7 +390,7 @@ impl Clients {
         }
         let mut full = tried.to_vec();
         full.push(first.addr());
-        while let Some(ep) = pool.pick(&full) {
+        while let Some(ep) = pick(&full) {
             if let Ok(p) = ep.slots().clone().try_acquire_owned() {
                 return Ok((ep, p));
             }
@@ -468,13 +480,20 @@ impl Clients {
                 .filter(|_| tried.is_empty())
                 .and_then(|a| pool.endpoints().iter().find(|e| e.addr() == a).cloned());
             let (ep, ep_slot) = if h2 {
-                match preferred.or_else(|| pool.pick(&tried)) {
+                let picked = || {
+                    if policy.ewma {
+                        pool.pick_ewma(&tried)
+                    } else {
+                        pool.pick(&tried)
+                    }
+                };
+                match preferred.or_else(picked) {
                     Some(ep) => (ep, None),
                     None => return Err(UpstreamError::NoEndpoints),
                 }
             } else {
                 let (ep, slot) = self
-                    .pick_with_slot(pool, &tried, preferred, deadline)
+                    .pick_with_slot(pool, &tried, preferred, policy.ewma, deadline)
                     .await?;
                 (ep, Some(slot))
             };
@@ -509,6 +528,7 @@ impl Clients {
             match result {
                 Ok(Ok(response)) => {
                     ep.record_success();
+                    ep.record_latency(start.elapsed());
                     if resend && retry.on_status.contains(response.status().as_u16()) {
                         tracing::debug!(%addr, status = %response.status(), "retrying on another endpoint");
                         drop(response);
