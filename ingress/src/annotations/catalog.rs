@@ -491,20 +491,23 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "1m",
         "over the limit: 413",
     )),
-    todo(
+    differs(todo(
         "proxy-connect-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "5",
-        "whole seconds",
-    ),
-    todo(
+        "whole seconds; expiry: 504, and the `timeout` condition of proxy-next-upstream; \
+         HTTP/2 (h2c, gRPC) endpoints keep the gateway-wide connect timeout",
+    )),
+    differs(todo(
         "proxy-read-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "60",
-        "whole seconds; expiry: 504",
-    ),
+        "whole seconds; no response head in time: 504, a later gap between two body reads \
+         cuts the response; the wait for the head starts when the request starts to go \
+         upstream, not when its body has been sent",
+    )),
     todo(
         "proxy-send-timeout",
         G::LimitsAndTimeouts,
@@ -512,27 +515,30 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "60",
         "whole seconds",
     ),
-    todo(
+    differs(todo(
         "proxy-next-upstream",
         G::LimitsAndTimeouts,
         St::Upstream,
         "error timeout",
-        "",
-    ),
-    todo(
+        "each endpoint is tried once at most; a request body is held for a retry only up \
+         to 64 KiB with a declared length (nginx buffers every body): a larger or chunked \
+         one is not sent again once part of it went upstream; POST, LOCK and PATCH go to \
+         another endpoint after reaching one only with non_idempotent",
+    )),
+    honoured(todo(
         "proxy-next-upstream-tries",
         G::LimitsAndTimeouts,
         St::Upstream,
         "3",
-        "",
-    ),
-    todo(
+        "all attempts, the first included; 0 = one per endpoint",
+    )),
+    honoured(todo(
         "proxy-next-upstream-timeout",
         G::LimitsAndTimeouts,
         St::Upstream,
         "0",
         "0 = no limit",
-    ),
+    )),
     honoured(limit(
         "limit-rps",
         "",
@@ -625,21 +631,26 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "the Service's ClusterIP instead of its endpoints",
     ),
-    todo(
+    differs(todo(
         "load-balance",
         G::Backends,
         St::Upstream,
         "round_robin",
-        "round_robin and ewma; chash, chashsubset and sticky_* are refused (round_robin is used)",
-    ),
-    todo(
+        "round_robin and ewma; chash, chashsubset and sticky_* are refused (round_robin is \
+         used); round_robin takes its first candidate in turn and a random second, the one \
+         with fewer requests in flight wins (pure round robin when idle); ewma: two distinct \
+         random candidates, the lower response-time EWMA (10 s decay) × (in flight + 1) wins",
+    )),
+    differs(todo(
         "upstream-hash-by",
         G::Backends,
         St::Upstream,
         "",
         "consistent hash of text and $request_uri, $uri, $host, $remote_addr, $scheme, \
-         $http_NAME, $cookie_NAME, $arg_NAME; other nginx variables are refused",
-    ),
+         $http_NAME, $cookie_NAME, $arg_NAME; other nginx variables are refused; rendezvous \
+         hashing instead of nginx's ring: a key keeps its endpoint while it exists, and only \
+         a removed endpoint's keys move; affinity: cookie wins over it",
+    )),
     unsupported(
         "upstream-hash-by-subset",
         G::Backends,
@@ -653,20 +664,22 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "subset hashing is not implemented",
     ),
     // Affinity and canaries.
-    todo(
+    differs(todo(
         "affinity",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
-        "cookie (the only type)",
-    ),
-    todo(
+        "cookie (the only type); the cookie value is the MD5 (hex) of the endpoint's \
+         ip:port, read the same by every replica",
+    )),
+    differs(todo(
         "affinity-mode",
         G::AffinityAndCanaries,
         St::Upstream,
         "balanced",
-        "balanced or persistent",
-    ),
+        "balanced or persistent; both keep a session on its endpoint while the endpoint \
+         exists (balanced does not rebalance sessions when endpoints are added)",
+    )),
     todo(
         "affinity-canary-behavior",
         G::AffinityAndCanaries,
@@ -674,48 +687,48 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "sticky",
         "sticky or legacy",
     ),
-    todo(
+    honoured(todo(
         "session-cookie-name",
         G::AffinityAndCanaries,
         St::Upstream,
         "INGRESSCOOKIE",
         "",
-    ),
-    todo(
+    )),
+    differs(todo(
         "session-cookie-path",
         G::AffinityAndCanaries,
         St::Upstream,
         "the rule path",
-        "",
-    ),
-    todo(
+        "a regex rule path gives `/`",
+    )),
+    honoured(todo(
         "session-cookie-domain",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-expires",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "seconds",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-max-age",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "seconds",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-samesite",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "None, Lax or Strict",
-    ),
+    )),
     todo(
         "session-cookie-conditional-samesite-none",
         G::AffinityAndCanaries,
@@ -723,70 +736,72 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "",
     ),
-    todo(
+    honoured(todo(
         "session-cookie-secure",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "session-cookie-change-on-failure",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
-        "",
-    ),
-    todo(
+        "the session's endpoint failed and another answered: the cookie moves to it; \
+         without: the cookie stays",
+    )),
+    differs(todo(
         "canary",
         G::AffinityAndCanaries,
         St::Upstream,
         "false",
         "the canary joins the route with the same host, path and pathType and, as in ingress-nginx, \
-         every route to that route's Service port",
-    ),
-    todo(
+         every route to that route's Service port; a canary Service without ready endpoints \
+         leaves its requests to the primary",
+    )),
+    honoured(todo(
         "canary-weight",
         G::AffinityAndCanaries,
         St::Upstream,
         "0",
         "0 to canary-weight-total",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-weight-total",
         G::AffinityAndCanaries,
         St::Upstream,
         "100",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-header",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "`always` / `never`; precedence header, then cookie, then weight",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-header-value",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "",
-    ),
-    todo(
+    )),
+    differs(todo(
         "canary-by-header-pattern",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "Rust `regex` syntax (no look-around or back-references)",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "canary-by-cookie",
         G::AffinityAndCanaries,
         St::Upstream,
         "",
         "`always` / `never`",
-    ),
+    )),
     // Access control.
     ALLOWLIST,
     alias(ALLOWLIST, "whitelist-source-range"),

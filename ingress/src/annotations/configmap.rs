@@ -95,17 +95,37 @@ const REAL_IP: &str = "nginx's realip (recursive) from proxy-real-ip-cidr peers:
 /// The ConfigMap keys Sluice reads. Others are reported as not read.
 pub const SETTINGS: &[SettingSpec] = &[
     enforced(setting("proxy-body-size", Stage::Limits, "1m", "")),
-    setting(
+    enforced(setting(
         "proxy-connect-timeout",
         Stage::Upstream,
         "5",
         "whole seconds",
-    ),
-    setting("proxy-read-timeout", Stage::Upstream, "60", "whole seconds"),
+    )),
+    enforced(setting(
+        "proxy-read-timeout",
+        Stage::Upstream,
+        "60",
+        "whole seconds",
+    )),
     setting("proxy-send-timeout", Stage::Upstream, "60", "whole seconds"),
-    setting("proxy-next-upstream", Stage::Upstream, "error timeout", ""),
-    setting("proxy-next-upstream-tries", Stage::Upstream, "3", ""),
-    setting("proxy-next-upstream-timeout", Stage::Upstream, "0", ""),
+    enforced(setting(
+        "proxy-next-upstream",
+        Stage::Upstream,
+        "error timeout",
+        "",
+    )),
+    enforced(setting(
+        "proxy-next-upstream-tries",
+        Stage::Upstream,
+        "3",
+        "",
+    )),
+    enforced(setting(
+        "proxy-next-upstream-timeout",
+        Stage::Upstream,
+        "0",
+        "",
+    )),
     enforced(setting("ssl-redirect", Stage::RouteResolution, "true", "")),
     enforced(setting(
         "force-ssl-redirect",
@@ -203,12 +223,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "false",
         "off: request headers with `_` in their name are dropped, as nginx drops them",
     ),
-    setting(
+    enforced(setting(
         "load-balance",
         Stage::Upstream,
         "round_robin",
         "round_robin or ewma",
-    ),
+    )),
     setting("custom-http-errors", Stage::Response, "", ""),
     enforced(setting("disable-access-log", Stage::Response, "false", "")),
     setting("service-upstream", Stage::Upstream, "false", ""),

@@ -181,13 +181,22 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
     let out = routes::build_with(ours.iter().copied(), &options);
     let access = secrets::load(&out.table, snapshot, &mut issues);
 
-    // Endpoints for every Service backend in use.
+    // Endpoints for every Service backend in use, canaries' included.
     let mut endpoints = Endpoints::new();
-    let backends = out.table.routes().map(|r| (&r.backend, &r.ingress)).chain(
-        out.table
-            .default_backend()
-            .map(|d| (&d.backend, &d.ingress)),
-    );
+    let canaries = out
+        .table
+        .routes()
+        .filter_map(|r| r.canary.as_ref().map(|c| (&c.backend, &c.ingress)));
+    let backends = out
+        .table
+        .routes()
+        .map(|r| (&r.backend, &r.ingress))
+        .chain(canaries)
+        .chain(
+            out.table
+                .default_backend()
+                .map(|d| (&d.backend, &d.ingress)),
+        );
     for (backend, ingress) in backends {
         let Some(key) = ServiceKey::of(backend) else {
             continue;

@@ -228,6 +228,19 @@ pub fn rewrite_request_headers(
     set_forwarded(headers, client, trusted);
 }
 
+/// The value of the request cookie `name` (the first one, across every
+/// `Cookie` header), as nginx's `$cookie_NAME` reads it.
+pub fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +387,18 @@ mod tests {
         assert_eq!(m["host"], "a.test");
         assert!(!m.contains_key("content-length"));
         assert!(!m.contains_key("expect"));
+    }
+
+    #[test]
+    fn request_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; canary=always"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2;canary=never"));
+        assert_eq!(request_cookie(&h, "canary"), Some("always"));
+        assert_eq!(request_cookie(&h, "b"), Some("2"));
+        assert_eq!(request_cookie(&h, "c"), None);
     }
 }

@@ -3,7 +3,7 @@
 //! [`response`] turns an upstream response into the client's: hop-by-hop
 //! headers out (`Upgrade` kept on a `101`), HSTS added when the
 //! [`super::redirect`] stage asked for it and the upstream did not set
-//! its own, and the body bounded by the upstream read timeout between
+//! its own, and the body bounded by the route's read timeout between
 //! chunks ([`ReadTimeoutBody`]).
 //!
 //! [`complete`] runs on every response, the gateway's own included: it
@@ -20,7 +20,6 @@ use http_body_util::BodyExt;
 
 use crate::gateway::access_log::{Completion, LoggedBody};
 use crate::gateway::body::GatewayBody;
-use crate::gateway::config::GatewayConfig;
 use crate::gateway::limits::ReadTimeoutBody;
 use crate::gateway::proxy::strip_hop_by_hop;
 
@@ -28,11 +27,7 @@ use super::Exchange;
 use super::forward::Forwarded;
 
 /// The client's response to an upstream response.
-pub(crate) fn response(
-    config: &GatewayConfig,
-    hsts: Option<&str>,
-    forwarded: Forwarded,
-) -> Response<GatewayBody> {
+pub(crate) fn response(hsts: Option<&str>, forwarded: Forwarded) -> Response<GatewayBody> {
     let (mut parts, body) = forwarded.response.into_parts();
     strip_hop_by_hop(&mut parts.headers, forwarded.switching);
     if let Some(v) = hsts
@@ -43,7 +38,7 @@ pub(crate) fn response(
     {
         parts.headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
-    let body = ReadTimeoutBody::new(body, config.timeouts.upstream_read).boxed_unsync();
+    let body = ReadTimeoutBody::new(body, forwarded.read_timeout).boxed_unsync();
     Response::from_parts(parts, body)
 }
 

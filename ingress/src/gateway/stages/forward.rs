@@ -24,13 +24,20 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::annotations::backend::{HashKey, LoadBalance};
+use crate::annotations::limits::{LimitPolicy, NextUpstreamOn};
 use crate::gateway::body::GatewayBody;
 use crate::gateway::errors::LocalError;
 use crate::gateway::limits::{BodyTooLarge, ClientBodyError};
 use crate::gateway::proxy::{ClientSide, is_upgrade, rewrite_request_headers, upstream_host};
 use crate::gateway::routing::AppProtocol;
 use crate::gateway::server::tunnel;
-use crate::gateway::upstream::{UpstreamBody, UpstreamError, UpstreamEvent};
+use crate::gateway::upstream::Pool;
+use crate::gateway::upstream::affinity::Session;
+use crate::gateway::upstream::hash::{self, KeySource};
+use crate::gateway::upstream::{
+    AttemptPolicy, Resend, RetryPolicy, Statuses, UpstreamBody, UpstreamError, UpstreamEvent,
+};
 use crate::routes::Reject;
 
 use super::backend::Upstream;
@@ -43,6 +50,9 @@ pub(crate) struct Forwarded {
     pub(crate) response: Response<UpstreamBody>,
     /// Whether it is a `101` whose connection became a tunnel.
     pub(crate) switching: bool,
+    /// The longest gap allowed between two reads of the body (the route's
+    /// `proxy-read-timeout`).
+    pub(crate) read_timeout: std::time::Duration,
 }
 
 /// Sends the request upstream (see the module docs).
@@ -55,6 +65,16 @@ pub(crate) async fn forward(
     granted: &Granted,
 ) -> Result<Forwarded, LocalError> {
     let config = &ex.shared.config;
+    let affinity = route.policy.and_then(|p| p.affinity.as_ref());
+    let session = affinity.map(|a| Session::read(a, &head.headers, &upstream.pool));
+    // Cookie affinity wins over upstream-hash-by, as in ingress-nginx.
+    let hashed = match (
+        affinity,
+        route.policy.and_then(|p| p.backend.hash_by.as_ref()),
+    ) {
+        (None, Some(key)) => hash_endpoint(ex, route, &head, key, &upstream.pool),
+        _ => None,
+    };
     let upgrade = head.version == Version::HTTP_11
         && upstream.pool.protocol() == AppProtocol::Http1
         && is_upgrade(&head.headers, &config.upgrade_protocols);
@@ -94,12 +114,17 @@ pub(crate) async fn forward(
         UpstreamEvent::Connected(_) => metrics.upstream_connected(service),
         UpstreamEvent::ConnectFailed { ejected, .. } => metrics.connect_failure(service, ejected),
     };
-    let result = ex
-        .shared
-        .clients
+    let clients = &ex.shared.clients;
+    let policy = match route.policy {
+        Some(p) => attempt_policy(&p.limits, p.backend.load_balance),
+        None => clients.default_policy(),
+    };
+    let result = clients
         .forward(
             &upstream.pool,
             request,
+            &policy,
+            session.and_then(|s| s.prefer).or(hashed),
             ex.conn.state.upstream_slots(),
             &observe,
         )
@@ -126,6 +151,15 @@ pub(crate) async fn forward(
 
     let mut slots = Some(fwd.slots);
     let mut response = fwd.response;
+    if let (Some(a), Some(s)) = (affinity, session) {
+        let rule_path = route
+            .forward
+            .as_ref()
+            .map_or("/", |f| f.route.path.as_str());
+        if let Some(v) = s.set_cookie(a, fwd.endpoint, rule_path) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         let Some(client_upgrade) = client_upgrade else {
@@ -151,7 +185,62 @@ pub(crate) async fn forward(
     Ok(Forwarded {
         response,
         switching,
+        read_timeout: policy.read_timeout,
     })
+}
+
+/// The route's `proxy-{connect,read}-timeout` and `proxy-next-upstream*`
+/// as the upstream client takes them (nginx's rules: a connect timeout is
+/// `timeout`, POST, LOCK and PATCH go to another endpoint only with
+/// `non_idempotent` once they reached one).
+pub(crate) fn attempt_policy(limits: &LimitPolicy, balance: LoadBalance) -> AttemptPolicy {
+    let next = &limits.next_upstream;
+    let mut on_status = Statuses::default();
+    for c in next.conditions() {
+        if let NextUpstreamOn::Status(code) = c {
+            on_status.insert(*code);
+        }
+    }
+    let timeout = limits.next_upstream_timeout.as_duration();
+    AttemptPolicy {
+        connect_timeout: limits.connect_timeout.as_duration(),
+        read_timeout: limits.read_timeout.as_duration(),
+        retry: RetryPolicy {
+            on_error: next.retries_on(NextUpstreamOn::Error),
+            on_timeout: next.retries_on(NextUpstreamOn::Timeout),
+            on_invalid_header: next.retries_on(NextUpstreamOn::InvalidHeader),
+            on_status,
+            resend: if next.retries_on(NextUpstreamOn::NonIdempotent) {
+                Resend::Any
+            } else {
+                Resend::NginxIdempotent
+            },
+            connect_timeout_is_timeout: true,
+            tries: limits.next_upstream_tries,
+            within: (!timeout.is_zero()).then_some(timeout),
+        },
+        ewma: balance == LoadBalance::Ewma,
+    }
+}
+
+/// The endpoint `upstream-hash-by` maps the request to.
+fn hash_endpoint(
+    ex: &Exchange<'_>,
+    route: &Resolved<'_>,
+    head: &Parts,
+    key: &HashKey,
+    pool: &Pool,
+) -> Option<SocketAddr> {
+    let src = KeySource {
+        request_uri: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        path: route.target.path.as_str(),
+        query: route.target.query.as_deref(),
+        host: &route.host,
+        remote: ex.conn.peer.ip(),
+        scheme: if ex.conn.tls { "https" } else { "http" },
+        headers: &head.headers,
+    };
+    hash::endpoint_for(pool, &hash::key_value(key, &src))
 }
 
 /// Sets `name` to `value` when there is one (a value that is no valid
@@ -197,6 +286,14 @@ fn classify(e: UpstreamError, service: &str) -> (LocalError, Option<SocketAddr>,
             (err, Some(addr), None)
         }
         UpstreamError::Busy(limit) => (LocalError::UpstreamBusy(limit), None, None),
+        UpstreamError::Body(source) => {
+            let err = if caused_by::<BodyTooLarge>(&*source) {
+                LocalError::BodyTooLarge
+            } else {
+                LocalError::BadBody
+            };
+            (err, None, None)
+        }
     }
 }
 

@@ -152,14 +152,14 @@ where
         Access::Answer(a) => return Ok(a),
     };
     let hsts = redirect::hsts(config, ex.conn, route);
-    let upstream = backend::select(ex.snapshot, route, &mut ex.record)?;
+    let upstream = backend::select(ex.snapshot, route, &head.headers, &mut ex.record)?;
     let body_limit = limits::body_limit(config, route);
     limits::check_framing(&head.headers)?;
     limits::check_declared_length(body_limit, &head.headers)?;
     let body = limits::limit_body(body, body_limit);
     let body = commit::committed(body, &upstream).await?;
     let forwarded = forward::forward(ex, route, &upstream, head, body, &granted).await?;
-    let mut resp = finish::response(config, hsts, forwarded);
+    let mut resp = finish::response(hsts, forwarded);
     granted.add_cookies(resp.status(), resp.headers_mut());
     Ok(resp)
 }

@@ -9,6 +9,12 @@
 //!   is skipped for `ejection_cooldown`; any success resets its count.
 //!   When every endpoint is ejected they are all used again (better a
 //!   probably-failing endpoint than a certain 503).
+//! * `load-balance: ewma` ([`Pool::pick_ewma`]): two distinct candidates
+//!   at random, the one with the lower response-time EWMA times one plus
+//!   its requests in flight wins. The EWMA decays towards 0 with a 10 s
+//!   time constant, also
+//!   while an endpoint gets no traffic, so a slow endpoint is tried again
+//!   later (ingress-nginx's `ewma.lua` decay).
 //! * Endpoint state is kept per address in a [`Registry`], outside the
 //!   routing snapshot, so it survives snapshot swaps.
 
@@ -38,7 +44,13 @@ pub struct EndpointState {
     idle: IdleConnections,
     /// Slots for HTTP/1.1 connections in use ([`super::slots`]).
     slots: Arc<Semaphore>,
+    /// Response-time EWMA (seconds) and when it was last updated.
+    ewma: Mutex<(f64, Instant)>,
 }
+
+/// The time constant of the response-time EWMA (ingress-nginx's
+/// `DECAY_TIME`).
+const EWMA_DECAY: Duration = Duration::from_secs(10);
 
 impl EndpointState {
     fn new(addr: SocketAddr, epoch: Instant, max_connections: usize) -> Self {
@@ -52,7 +64,23 @@ impl EndpointState {
             epoch,
             idle: IdleConnections::default(),
             slots: super::slots::semaphore(max_connections),
+            ewma: Mutex::new((0.0, epoch)),
         }
+    }
+
+    /// Folds a response time into the EWMA.
+    pub fn record_latency(&self, rtt: Duration) {
+        let now = Instant::now();
+        let mut g = self.ewma.lock().unwrap_or_else(|e| e.into_inner());
+        let w = decay(now.saturating_duration_since(g.1));
+        *g = (g.0 * w + rtt.as_secs_f64() * (1.0 - w), now);
+    }
+
+    /// The EWMA decayed to now, times the requests in flight plus one.
+    fn ewma_score(&self) -> f64 {
+        let g = self.ewma.lock().unwrap_or_else(|e| e.into_inner());
+        let ewma = g.0 * decay(Instant::now().saturating_duration_since(g.1));
+        ewma * (self.in_flight() as f64 + 1.0)
     }
 
     /// The slots for HTTP/1.1 connections in use to this endpoint.
@@ -115,6 +143,11 @@ impl EndpointState {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
+}
+
+/// The weight an EWMA keeps after `dt`.
+fn decay(dt: Duration) -> f64 {
+    (-dt.as_secs_f64() / EWMA_DECAY.as_secs_f64()).exp()
 }
 
 /// A request in flight on an endpoint.
@@ -208,9 +241,29 @@ impl Pool {
         self.endpoints.is_empty()
     }
 
-    /// Picks an endpoint not in `exclude`: P2C on in-flight requests,
-    /// skipping ejected endpoints unless all are ejected.
-    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<Arc<EndpointState>> {
+    /// Picks an endpoint not in `exclude` by the response-time EWMA (see
+    /// the module docs), skipping ejected endpoints unless all are.
+    pub fn pick_ewma(&self, exclude: &[SocketAddr]) -> Option<Arc<EndpointState>> {
+        let candidates = self.candidates(exclude);
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0].clone()),
+            n => {
+                let i = random_below(n);
+                let j = (i + 1 + random_below(n - 1)) % n;
+                let (a, b) = (candidates[i], candidates[j]);
+                Some(if b.ewma_score() < a.ewma_score() {
+                    b.clone()
+                } else {
+                    a.clone()
+                })
+            }
+        }
+    }
+
+    /// The endpoints not in `exclude`, the ejected ones left out unless
+    /// all are.
+    fn candidates(&self, exclude: &[SocketAddr]) -> Vec<&Arc<EndpointState>> {
         let usable = |e: &&Arc<EndpointState>| !exclude.contains(&e.addr);
         let healthy: Vec<&Arc<EndpointState>> = self
             .endpoints
@@ -218,11 +271,17 @@ impl Pool {
             .filter(usable)
             .filter(|e| !e.is_ejected())
             .collect();
-        let candidates = if healthy.is_empty() {
+        if healthy.is_empty() {
             self.endpoints.iter().filter(usable).collect()
         } else {
             healthy
-        };
+        }
+    }
+
+    /// Picks an endpoint not in `exclude`: P2C on in-flight requests,
+    /// skipping ejected endpoints unless all are ejected.
+    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<Arc<EndpointState>> {
+        let candidates = self.candidates(exclude);
         match candidates.len() {
             0 => None,
             1 => Some(candidates[0].clone()),

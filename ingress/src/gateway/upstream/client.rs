@@ -6,7 +6,14 @@
 //! connection per endpoint (its pool is keyed by the request authority,
 //! which is the endpoint address).
 //!
-//! **Retries.** A request whose connection attempt failed is sent again
+//! **Retries** follow an [`AttemptPolicy`]: in ingress-nginx mode the
+//! route's `proxy-next-upstream` conditions (connect error or timeout,
+//! response head late or unparsable, listed statuses), with nginx's
+//! method rule, its tries and time limit; a request body of known length
+//! up to [`REPLAY_MAX`] is held so that it can be sent again. Without a
+//! route policy ([`Clients::default_policy`]), the gateway's own rule:
+//!
+//! A request whose connection attempt failed is sent again
 //! to another endpoint when its method is idempotent (GET, HEAD, OPTIONS,
 //! PUT, DELETE, TRACE) and no body byte left the gateway. The same holds
 //! when a pooled connection was closed or reset by the endpoint before
@@ -36,6 +43,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -81,6 +89,9 @@ pub enum UpstreamError {
         /// The client error.
         source: BoxError,
     },
+    /// The request body failed while it was read to be held for a retry.
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
     /// No connection slot under a cap within the queue timeout.
     #[error("upstream connection limit reached ({0})")]
     Busy(SlotLimit),
@@ -154,7 +165,137 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+/// How one request is sent upstream: its timeouts and when it goes to
+/// another endpoint. In ingress-nginx mode it is the route's
+/// `proxy-{connect,read}-timeout` and `proxy-next-upstream*`
+/// ([`crate::annotations::limits::LimitPolicy`]); otherwise
+/// [`Clients::default_policy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    /// TCP connect to an endpoint (HTTP/1.1; the HTTP/2 client keeps the
+    /// gateway-wide one).
+    pub connect_timeout: Duration,
+    /// From sending the request to the response head, and between two
+    /// reads of the response body; expiry is 504.
+    pub read_timeout: Duration,
+    /// When to try another endpoint.
+    pub retry: RetryPolicy,
+    /// `load-balance: ewma` ([`Pool::pick_ewma`]) instead of the default
+    /// choice ([`Pool::pick`]).
+    pub ewma: bool,
+}
+
+/// When a request goes to another endpoint (nginx's `proxy_next_upstream`
+/// conditions). Whatever the conditions, a request is sent again only
+/// when none of its body has left the gateway (the body is streamed, not
+/// buffered), and only to an endpoint not yet tried.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetryPolicy {
+    /// `error`: connecting failed, or the connection failed before a
+    /// response head arrived.
+    pub on_error: bool,
+    /// `timeout`: connecting or waiting for the response head timed out.
+    pub on_timeout: bool,
+    /// `invalid_header`: the response head could not be parsed.
+    pub on_invalid_header: bool,
+    /// `http_NNN`: the endpoint answered one of these statuses (the last
+    /// endpoint's answer is passed on when no try is left).
+    pub on_status: Statuses,
+    /// Which requests may be sent again once they reached an endpoint.
+    pub resend: Resend,
+    /// nginx: a connect timeout is the `timeout` condition and answered
+    /// 504. Otherwise it is a connect failure like a refusal (`error`,
+    /// 502), the gateway's own rule.
+    pub connect_timeout_is_timeout: bool,
+    /// Most attempts in all (0: one per endpoint).
+    pub tries: u32,
+    /// No new attempt after this long since the first (`None`: no limit).
+    pub within: Option<Duration>,
+}
+
+/// A set of error statuses (400–527), without allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Statuses(u128);
+
+impl Statuses {
+    /// Adds `code` (codes outside 400–527 are not errors nginx retries on,
+    /// and are left out).
+    pub fn insert(&mut self, code: u16) {
+        if let Some(bit) = code.checked_sub(400).filter(|b| *b < 128) {
+            self.0 |= 1 << bit;
+        }
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(self, code: u16) -> bool {
+        code.checked_sub(400)
+            .filter(|b| *b < 128)
+            .is_some_and(|bit| self.0 & (1 << bit) != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Which methods a [`RetryPolicy`] sends again after the request reached
+/// an endpoint. A connect failure is retried for every method under
+/// [`Resend::NginxIdempotent`] (nothing was sent), and only for
+/// idempotent methods under [`Resend::Idempotent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resend {
+    /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE (RFC 9110 §9.2.2): the
+    /// gateway's own conservative rule.
+    #[default]
+    Idempotent,
+    /// Every method but POST, LOCK and PATCH (nginx's rule).
+    NginxIdempotent,
+    /// Every method (`non_idempotent`).
+    Any,
+}
+
+impl RetryPolicy {
+    fn any(&self) -> bool {
+        self.on_error || self.on_timeout || self.on_invalid_header || !self.on_status.is_empty()
+    }
+
+    /// Whether `method` may go to another endpoint after reaching one.
+    fn resends(&self, method: &Method) -> bool {
+        match self.resend {
+            Resend::Idempotent => is_idempotent(method),
+            Resend::NginxIdempotent => {
+                !(*method == Method::POST || *method == Method::PATCH || method.as_str() == "LOCK")
+            }
+            Resend::Any => true,
+        }
+    }
+
+    /// Whether `method` may go to another endpoint after a failed
+    /// connect (nothing reached an endpoint).
+    fn reconnects(&self, method: &Method) -> bool {
+        self.resend != Resend::Idempotent || is_idempotent(method)
+    }
+}
+
 impl Clients {
+    /// The policy of a request without a route policy: connect failures
+    /// (and pooled connections closed before a response) retried
+    /// `connect_retries` times for idempotent methods.
+    pub fn default_policy(&self) -> AttemptPolicy {
+        AttemptPolicy {
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            retry: RetryPolicy {
+                on_error: self.cfg.connect_retries > 0,
+                resend: Resend::Idempotent,
+                tries: self.cfg.connect_retries.saturating_add(1),
+                ..RetryPolicy::default()
+            },
+            ewma: false,
+        }
+    }
+
     /// Builds both clients.
     pub fn new(cfg: UpstreamConfig, connect_timeout: Duration, read_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
@@ -181,13 +322,14 @@ impl Clients {
         &self,
         ep: &Arc<EndpointState>,
         req: Request<ReclaimBody>,
+        connect_timeout: Duration,
         observe: &(dyn Fn(UpstreamEvent) + Sync),
     ) -> Result<Response<UpstreamBody>, AttemptError> {
         let idle = ep.idle_connections();
         let mut sender = match idle.checkout(self.cfg.pool_idle_timeout).await {
             Some(s) => s,
             None => {
-                let s = h1_pool::connect(ep.addr(), self.connect_timeout)
+                let s = h1_pool::connect(ep.addr(), connect_timeout)
                     .await
                     .map_err(|e| AttemptError::Connect(Box::new(e)))?;
                 observe(UpstreamEvent::Connected(ep.addr()));
@@ -222,9 +364,25 @@ impl Clients {
         &self,
         pool: &Pool,
         tried: &[SocketAddr],
+        prefer: Option<Arc<EndpointState>>,
+        ewma: bool,
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<EndpointState>, OwnedSemaphorePermit), UpstreamError> {
-        let Some(first) = pool.pick(tried) else {
+        let pick = |exclude: &[SocketAddr]| {
+            if ewma {
+                pool.pick_ewma(exclude)
+            } else {
+                pool.pick(exclude)
+            }
+        };
+        if let Some(ep) = prefer {
+            // A session's endpoint: wait for its slot rather than move.
+            let p = slots::acquire(ep.slots(), deadline, SlotLimit::Endpoint)
+                .await
+                .map_err(UpstreamError::Busy)?;
+            return Ok((ep, p));
+        }
+        let Some(first) = pick(tried) else {
             return Err(UpstreamError::NoEndpoints);
         };
         if let Ok(p) = first.slots().clone().try_acquire_owned() {
@@ -232,7 +390,7 @@ impl Clients {
         }
         let mut full = tried.to_vec();
         full.push(first.addr());
-        while let Some(ep) = pool.pick(&full) {
+        while let Some(ep) = pick(&full) {
             if let Ok(p) = ep.slots().clone().try_acquire_owned() {
                 return Ok((ep, p));
             }
@@ -268,23 +426,41 @@ impl Clients {
     }
 
     /// Sends `req` (origin-form target, headers already rewritten) to an
-    /// endpoint of `pool`, retrying connect failures as the module docs
-    /// say. `client_slots` caps the client connection's HTTP/1.1
-    /// exchanges; `observe` hears of every connection made or failed.
+    /// endpoint of `pool` under `policy` (see [`RetryPolicy`] and the
+    /// module docs); the first attempt goes to `prefer` when it is one of
+    /// the pool's endpoints (a session's, cookie affinity).
+    /// `client_slots` caps the client connection's HTTP/1.1 exchanges;
+    /// `observe` hears of every connection made or failed.
     pub async fn forward(
         &self,
         pool: &Pool,
         req: Request<GatewayBody>,
+        policy: &AttemptPolicy,
+        prefer: Option<SocketAddr>,
         client_slots: Option<&Arc<Semaphore>>,
         observe: &(dyn Fn(UpstreamEvent) + Sync),
     ) -> Result<Forwarded, UpstreamError> {
         let (parts, body) = req.into_parts();
+        let retry = &policy.retry;
+        let resends = retry.any() && retry.resends(&parts.method);
+        let reconnects = retry.any() && retry.reconnects(&parts.method);
         let mut parts = Some(parts);
-        let retryable = self.cfg.connect_retries > 0
-            && parts.as_ref().is_some_and(|p| is_idempotent(&p.method));
         let hint = body.size_hint();
         let end = body.is_end_stream();
+        // A small body of known length is held so that it can go to
+        // another endpoint after reaching one (nginx buffers every body).
+        let (body, replay) = if resends && !end && hint.exact().is_some_and(|n| n <= REPLAY_MAX) {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(UpstreamError::Body)?
+                .to_bytes();
+            (crate::gateway::body::full(bytes.clone()), Some(bytes))
+        } else {
+            (body, None)
+        };
         let slot = Arc::new(Mutex::new(Some(body)));
+        let body_unsent = || slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         let h2 = pool.protocol() == AppProtocol::H2c;
         let deadline = slots::deadline(self.connect_timeout);
         let mut held = if h2 {
@@ -292,41 +468,72 @@ impl Clients {
         } else {
             self.request_slots(client_slots, deadline).await?
         };
+        let first_start = Instant::now();
+        let max_tries = if retry.tries == 0 {
+            u32::MAX
+        } else {
+            retry.tries
+        };
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
+            let preferred = prefer
+                .filter(|_| tried.is_empty())
+                .and_then(|a| pool.endpoints().iter().find(|e| e.addr() == a).cloned());
             let (ep, ep_slot) = if h2 {
-                match pool.pick(&tried) {
+                let picked = || {
+                    if policy.ewma {
+                        pool.pick_ewma(&tried)
+                    } else {
+                        pool.pick(&tried)
+                    }
+                };
+                match preferred.or_else(picked) {
                     Some(ep) => (ep, None),
                     None => return Err(UpstreamError::NoEndpoints),
                 }
             } else {
-                let (ep, slot) = self.pick_with_slot(pool, &tried, deadline).await?;
+                let (ep, slot) = self
+                    .pick_with_slot(pool, &tried, preferred, policy.ewma, deadline)
+                    .await?;
                 (ep, Some(slot))
             };
             let addr = ep.addr();
             tried.push(addr);
             let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
-            let may_retry = retryable
-                && attempts <= self.cfg.connect_retries
-                && pool.endpoints().len() > tried.len();
-            let head = if may_retry {
+            let another = (resends || reconnects)
+                && attempts < max_tries
+                && pool.endpoints().len() > tried.len()
+                && retry.within.is_none_or(|w| first_start.elapsed() < w);
+            let head = if another {
                 clone_parts(parts.as_ref().expect("parts kept while retrying"))
             } else {
                 parts.take().expect("parts used once")
             };
+            if let Some(b) = &replay {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(crate::gateway::body::full(b.clone()));
+            }
             let body = ReclaimBody::new(&slot, hint, end);
             let in_flight = ep.start();
             let start = Instant::now();
             let result = if h2 {
                 let req = build_h2_request(head, ep.authority(), body);
-                tokio::time::timeout(self.read_timeout, self.send_h2(req)).await
+                tokio::time::timeout(policy.read_timeout, self.send_h2(req)).await
             } else {
                 let req = build_h1_request(head, ep.authority(), body);
-                tokio::time::timeout(self.read_timeout, self.send_h1(&ep, req, observe)).await
+                let send = self.send_h1(&ep, req, policy.connect_timeout, observe);
+                tokio::time::timeout(policy.read_timeout, send).await
             };
+            let resend = another && resends && (replay.is_some() || body_unsent());
             match result {
                 Ok(Ok(response)) => {
                     ep.record_success();
+                    ep.record_latency(start.elapsed());
+                    if resend && retry.on_status.contains(response.status().as_u16()) {
+                        tracing::debug!(%addr, status = %response.status(), "retrying on another endpoint");
+                        drop(response);
+                        continue;
+                    }
                     if let Some(s) = ep_slot {
                         held.push(s);
                     }
@@ -346,8 +553,19 @@ impl Clients {
                         self.cfg.ejection_cooldown,
                     );
                     observe(UpstreamEvent::ConnectFailed { addr, ejected });
-                    let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                    if !(may_retry && body_unsent) {
+                    let timed_out = retry.connect_timeout_is_timeout && connect_timed_out(&*e);
+                    let wanted = if timed_out {
+                        retry.on_timeout
+                    } else {
+                        retry.on_error
+                    };
+                    if !(another && reconnects && wanted && body_unsent()) {
+                        if timed_out {
+                            return Err(UpstreamError::Timeout {
+                                addr,
+                                timeout: policy.connect_timeout,
+                            });
+                        }
                         return Err(UpstreamError::Connect {
                             addr,
                             attempts,
@@ -357,21 +575,65 @@ impl Clients {
                     tracing::debug!(%addr, "connect failed, retrying on another endpoint");
                 }
                 Ok(Err(AttemptError::Request(source))) => {
-                    let body_unsent = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                    if !(may_retry && body_unsent && closed_before_response(&*source)) {
+                    let wanted = if closed_before_response(&*source) {
+                        retry.on_error
+                    } else {
+                        retry.on_invalid_header && invalid_header(&*source)
+                    };
+                    if !(resend && wanted) {
                         return Err(UpstreamError::Request { addr, source });
                     }
-                    tracing::debug!(%addr, error = %source, "pooled connection closed, retrying on another endpoint");
+                    tracing::debug!(%addr, error = %source, "exchange failed before a response, retrying on another endpoint");
                 }
                 Err(_) => {
-                    return Err(UpstreamError::Timeout {
-                        addr,
-                        timeout: self.read_timeout,
-                    });
+                    if !(resend && retry.on_timeout) {
+                        return Err(UpstreamError::Timeout {
+                            addr,
+                            timeout: policy.read_timeout,
+                        });
+                    }
+                    tracing::debug!(%addr, "no response in time, retrying on another endpoint");
                 }
             }
         }
     }
+}
+
+/// The largest request body (with a declared length) held so that it can
+/// be sent to another endpoint under `proxy-next-upstream`; a larger or
+/// chunked one streams, and goes to another endpoint only while none of
+/// it has been sent.
+const REPLAY_MAX: u64 = 64 * 1024;
+
+/// Whether a failed connect timed out (nginx's `timeout` condition, and
+/// 504) rather than failed (`error`, 502).
+fn connect_timed_out(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if matches!(
+            s.downcast_ref::<h1_pool::ConnectError>(),
+            Some(h1_pool::ConnectError::Timeout(_))
+        ) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Whether the response head could not be parsed (nginx's
+/// `invalid_header`).
+fn invalid_header(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether a send failed because the (pooled) connection closed or reset
