@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root for apt-get.
 set -euo pipefail
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-packages=(qemu-system-x86 busybox-static kmod cpio ipvsadm ipset iptables iproute2 conntrack curl ca-certificates python3-venv nghttp2-client nginx)
+packages=(qemu-system-x86 busybox-static kmod cpio ipvsadm ipset iptables iproute2 conntrack curl ca-certificates python3-venv nghttp2-client nginx apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use hyper::StatusCode;
 use prometheus_client::registry::Registry;
+use sluice_ingress::controller::flags::NginxFlags;
 use sluice_ingress::controller::leader::LeaseConfig;
 use sluice_ingress::controller::{self, ControllerConfig, Update};
 use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, GatewayFlags, Metrics};
@@ -108,6 +109,8 @@ struct Flags {
     /// process may run on). 1 runs everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
+    #[command(flatten)]
+    nginx: NginxFlags,
     #[command(flatten)]
     gateway: GatewayFlags,
     #[command(subcommand)]
@@ -285,6 +288,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         controller: flags.controller_class.clone(),
         watch_ingress_without_class: flags.watch_ingress_without_class,
         default_ssl_certificate: flags.default_ssl_certificate.clone(),
+        ingress_nginx: flags.nginx.mode(),
     };
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (up_tx, mut up_rx) = watch::channel(None::<Arc<Update>>);
@@ -312,7 +316,12 @@ async fn run(flags: Flags) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())?;
-            tokio::spawn(controller::kube::run(client.clone(), ev_tx));
+            tokio::spawn(controller::kube::run(
+                client.clone(),
+                ev_tx,
+                flags.nginx.configmap.clone(),
+                up_tx.subscribe(),
+            ));
             tokio::spawn(controller::api::publish_events(
                 client.clone(),
                 up_tx.subscribe(),

@@ -239,6 +239,7 @@ async fn routing_swaps_under_load_fail_nothing() {
             endpoints: eps.clone(),
             certs: Arc::default(),
             default_certificate: None,
+            ..Routing::default()
         });
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

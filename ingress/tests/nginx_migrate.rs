@@ -70,15 +70,24 @@ fn the_examples_report_what_changes() {
     assert_eq!(web["changes"], false);
     assert!(web["annotations"].as_array().unwrap().is_empty());
 
+    // Basic auth and allow-lists are enforced: served, not refused.
     let admin = ingress(&r, "ops", "admin");
-    let why = admin["refused"].as_str().expect("refused");
+    assert!(admin["refused"].is_null(), "{admin}");
+    assert_eq!(
+        annotation(admin, "whitelist-source-range")["refuses"],
+        false
+    );
+    assert_eq!(
+        annotation(admin, "auth-type")["status"],
+        "honoured, with a difference"
+    );
+    // Rate limits are not enforced yet: refused.
+    let dashboard = ingress(&r, "ops", "dashboard");
+    let why = dashboard["refused"].as_str().expect("refused");
     assert!(
-        why.contains("auth-type") && why.contains("whitelist-source-range"),
+        why.contains("limit-rps") && !why.contains("auth-url"),
         "{why}"
     );
-    assert_eq!(annotation(admin, "whitelist-source-range")["refuses"], true);
-    let dashboard = ingress(&r, "ops", "dashboard");
-    assert!(dashboard["refused"].as_str().unwrap().contains("limit-rps"));
 
     let upload = ingress(&r, "media", "upload");
     assert!(upload["refused"].is_null());
@@ -86,10 +95,7 @@ fn the_examples_report_what_changes() {
         annotation(upload, "proxy-connect-timeout")["status"],
         "invalid value"
     );
-    assert_eq!(
-        annotation(upload, "proxy-body-size")["status"],
-        "parsed, not yet enforced"
-    );
+    assert_eq!(annotation(upload, "proxy-body-size")["status"], "honoured");
     assert!(
         upload["behaviours"]
             .as_array()
@@ -126,8 +132,9 @@ fn the_examples_report_what_changes() {
     };
     assert_eq!(status("worker-processes"), Some("unsupported".into()));
     assert_eq!(status("allow-snippet-annotations"), Some("never".into()));
+    assert_eq!(status("proxy-body-size"), Some("honoured".into()));
     assert_eq!(
-        status("proxy-body-size"),
+        status("compute-full-forwarded-for"),
         Some("parsed, not yet enforced".into())
     );
 }
@@ -173,7 +180,7 @@ fn nothing_to_change_exits_zero_and_tables_read_well() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text.contains("Ingress ops/admin (REFUSED: its routes answer 503)"),
+        text.contains("Ingress ops/dashboard (REFUSED: its routes answer 503)"),
         "{text}"
     );
     assert!(text.contains("11 Ingresses:"), "{text}");

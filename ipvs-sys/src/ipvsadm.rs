@@ -56,23 +56,25 @@ pub fn service_selector(key: &ServiceKey) -> String {
     }
 }
 
+/// The `-b` names, as `ipvsadm -Sn` prints them: the `sh` and `mh`
+/// schedulers name flags 1 and 2 after what they mean and leave flag 3 out;
+/// every other scheduler gets `flag-1`, `flag-2`, `flag-3`.
 fn sched_flag_names(s: &Service) -> Vec<&'static str> {
-    let prefix = match s.scheduler {
-        Scheduler::MaglevHashing => "mh",
-        _ => "sh",
+    let names: [Option<&'static str>; 3] = match s.scheduler {
+        Scheduler::SourceHashing => [Some("sh-fallback"), Some("sh-port"), None],
+        Scheduler::MaglevHashing => [Some("mh-fallback"), Some("mh-port"), None],
+        _ => [Some("flag-1"), Some("flag-2"), Some("flag-3")],
     };
-    let mut names = Vec::new();
-    if s.flags.contains(ServiceFlags::SCHED1) {
-        names.push(if prefix == "mh" {
-            "mh-fallback"
-        } else {
-            "sh-fallback"
-        });
-    }
-    if s.flags.contains(ServiceFlags::SCHED2) {
-        names.push(if prefix == "mh" { "mh-port" } else { "sh-port" });
-    }
-    names
+    [
+        ServiceFlags::SCHED1,
+        ServiceFlags::SCHED2,
+        ServiceFlags::SCHED3,
+    ]
+    .into_iter()
+    .zip(names)
+    .filter(|(flag, _)| s.flags.contains(*flag))
+    .filter_map(|(_, name)| name)
+    .collect()
 }
 
 /// The `-A` line for a service.
@@ -375,6 +377,43 @@ mod tests {
             (dests[0].upper_threshold, dests[0].lower_threshold),
             (10, 2)
         );
+        assert_eq!(render(&parsed), text);
+    }
+
+    /// As `ipvsadm -Sn` (v1.31) prints them: `sh`/`mh` names for those two
+    /// schedulers (which drop flag 3), `flag-N` for every other one. Found by
+    /// the `ipvsadm_rules` fuzz target (flag 3 was never rendered, and
+    /// `rr`'s flag 1 was spelled `sh-fallback`).
+    #[test]
+    fn scheduler_flags_are_spelled_as_ipvsadm_prints_them() {
+        let all = ServiceFlags::SCHED1 | ServiceFlags::SCHED2 | ServiceFlags::SCHED3;
+        let line = |sched: Scheduler, flags: ServiceFlags| {
+            let mut svc = Service::new(ServiceKey::tcp("10.0.0.1:80".parse().unwrap()), sched);
+            svc.flags = flags;
+            service_line(&svc)
+        };
+        assert_eq!(
+            line(Scheduler::RoundRobin, all),
+            "-A -t 10.0.0.1:80 -s rr -b flag-1,flag-2,flag-3"
+        );
+        assert_eq!(
+            line(
+                Scheduler::RoundRobin,
+                ServiceFlags::SCHED1 | ServiceFlags::SCHED3
+            ),
+            "-A -t 10.0.0.1:80 -s rr -b flag-1,flag-3"
+        );
+        assert_eq!(
+            line(Scheduler::SourceHashing, all),
+            "-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port"
+        );
+        assert_eq!(
+            line(Scheduler::MaglevHashing, ServiceFlags::SCHED2),
+            "-A -t 10.0.0.1:80 -s mh -b mh-port"
+        );
+        let text = format!("{}\n", line(Scheduler::WeightedFailover, all));
+        let parsed = parse(&text).unwrap();
+        assert_eq!(parsed[0].0.flags, all);
         assert_eq!(render(&parsed), text);
     }
 

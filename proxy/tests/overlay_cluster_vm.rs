@@ -171,6 +171,16 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
         pods.push(Ipv4Addr::from(u32::from(agent.pod_cidr().network()) + 2));
         agents.push(agent);
     }
+    // A node whose overlay annotations are malformed: every proxy skips
+    // it with a Warning Event (and keeps programming the others).
+    c.apply_yaml(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: ovbad\n  annotations:\n    \
+         flannel.alpha.coreos.com/backend-type: vxlan\n    \
+         flannel.alpha.coreos.com/backend-data: '{\"VNI\":1,\"VtepMAC\":\"not-a-mac\"}'\n    \
+         flannel.alpha.coreos.com/kube-subnet-manager: 'true'\n    \
+         flannel.alpha.coreos.com/public-ip: 192.168.90.99\n",
+    )
+    .unwrap();
     let mut proxies: Vec<Option<Proxy>> = (1..=3u8)
         .map(|i| Some(start_proxy(i, &kubeconfig, &dir)))
         .collect();
@@ -230,6 +240,28 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
             .find(|c| c.type_ == "NetworkUnavailable");
         assert_eq!(unavailable.map(|c| c.status).as_deref(), Some("False"));
     }
+    // The malformed node: a Warning Event about it, from the proxies.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(c.client().await);
+    let start = Instant::now();
+    loop {
+        let warned = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ovbad")
+            });
+        if warned {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no Warning Event about node ovbad"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     // Pod to pod across nodes, without masquerading.
     for (from, to) in [(1u8, 2u8), (2, 3), (3, 1)] {
         let reply = tcp_from(from, pods[to as usize - 1]);
@@ -264,5 +296,9 @@ async fn guest_three_proxies_build_the_overlay_through_nodes_status_with_the_cha
         unused.is_empty(),
         "the chart grants what the proxy never used: {unused:#?}"
     );
+    let client = c.client().await;
+    let _ = Api::<Node>::all(client)
+        .delete("ovbad", &Default::default())
+        .await;
     drop(nets);
 }

@@ -136,7 +136,41 @@ fn is_list(kind: &str) -> bool {
     kind.ends_with("List")
 }
 
+impl<T> Default for Loaded<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Loaded<T> {
+    /// Nothing loaded yet.
+    pub fn new() -> Self {
+        Self {
+            objects: Vec::new(),
+            errors: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Takes every document of one file's `text` (YAML, which includes
+    /// JSON): what [`load_dir`] does with each file. `file` names the
+    /// source in errors and skips.
+    pub fn add_text<D: Decoder<Object = T>>(&mut self, decoder: &D, file: &Path, text: &str) {
+        let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors.push(ManifestError {
+                    file: file.to_owned(),
+                    problem: ManifestProblem::NotYaml(e.to_string()),
+                });
+                return;
+            }
+        };
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            self.document(decoder, file, doc, None);
+        }
+    }
+
     /// Takes one document; `item_of` is the kind a `ServiceList` (say)
     /// implies for items without one, as the API server writes them.
     fn document<D: Decoder<Object = T>>(
@@ -179,34 +213,14 @@ impl<T> Loaded<T> {
 
 /// Reads every manifest in `dir`.
 pub fn load_dir<D: Decoder>(dir: &Path, decoder: &D) -> Loaded<D::Object> {
-    let mut out = Loaded {
-        objects: Vec::new(),
-        errors: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut out = Loaded::new();
     for file in files(dir) {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                out.errors.push(ManifestError {
-                    file,
-                    problem: ManifestProblem::Read(e),
-                });
-                continue;
-            }
-        };
-        let docs: Vec<Value> = match serde_saphyr::from_multiple(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                out.errors.push(ManifestError {
-                    file,
-                    problem: ManifestProblem::NotYaml(e.to_string()),
-                });
-                continue;
-            }
-        };
-        for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            out.document(decoder, &file, doc, None);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => out.add_text(decoder, &file, &text),
+            Err(e) => out.errors.push(ManifestError {
+                file,
+                problem: ManifestProblem::Read(e),
+            }),
         }
     }
     out

@@ -79,9 +79,17 @@ def test_defaults_deploy_both_with_least_privilege():
     proxy_rules = roles["sluice-proxy"]
     assert not any("nodes/status" in r["resources"] for r in proxy_rules)
     assert not any(v in r["verbs"] for r in proxy_rules for v in ("delete", "update", "*"))
+    # Exactly what the audit log shows the proxy using
+    # (proxy/tests/overlay_cluster_vm.rs): lists and watches, Events created.
+    assert not any("get" in r["verbs"] for r in proxy_rules)
+    events = [r for r in proxy_rules if "events" in r["resources"]]
+    assert events == [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]}]
     ingress_rules = roles["sluice-ingress"]
     secrets = [r for r in ingress_rules if "secrets" in r["resources"]]
-    assert secrets and secrets[0]["verbs"] == ["get", "list", "watch"]
+    # Listed and watched (with a type=kubernetes.io/tls field selector), never
+    # read one by one: no `get` (ingress/tests/cluster_rbac.rs checks the
+    # grants against the audit log).
+    assert secrets and secrets[0]["verbs"] == ["list", "watch"]
     lease_role = by_kind(objects, "Role")[0]
     assert lease_role["metadata"]["namespace"] == NAMESPACE
     # The Lease, and reading Pods (on shutdown the leader keeps the status

@@ -218,6 +218,22 @@ const fn spec(
     }
 }
 
+/// `s`, enforced as ingress-nginx does.
+const fn honoured(s: AnnotationSpec) -> AnnotationSpec {
+    AnnotationSpec {
+        support: Support::Honoured,
+        ..s
+    }
+}
+
+/// `s`, enforced with the difference its note states.
+const fn differs(s: AnnotationSpec) -> AnnotationSpec {
+    AnnotationSpec {
+        support: Support::HonouredWithDifference,
+        ..s
+    }
+}
+
 const fn alias(of: AnnotationSpec, name: &'static str) -> AnnotationSpec {
     AnnotationSpec {
         name,
@@ -306,24 +322,29 @@ const fn snippet(name: &'static str, scope: Scope) -> AnnotationSpec {
 pub const SNIPPET_REASON: &str = "raw nginx configuration text; Sluice never renders object fields into \
      configuration, the cause of ingress-nginx's snippet and IngressNightmare CVEs";
 
-const ALLOWLIST: AnnotationSpec = guard(
+const ALLOWLIST: AnnotationSpec = differs(guard(
     "allowlist-source-range",
     Ing,
     "",
-    "client address from the connection, or per use-forwarded-headers/enable-real-ip; denied: 403",
-);
+    "the client address is the connection's peer (X-Forwarded-For counts only from the \
+     gateway's trusted proxies; the ConfigMap's use-forwarded-headers and enable-real-ip are \
+     not read yet); denied: 403",
+));
 const LIMIT_ALLOWLIST: AnnotationSpec = limit(
     "limit-allowlist",
     "",
     "addresses exempt from the rate and connection limits",
 );
 
+const NO_AUTH_CACHE: &str = "auth answers are not cached: every request asks the auth service";
+const AUTH_POOL: &str = "connections to the auth service are always kept alive and pooled";
+
 const BUFFERS: &str = "nginx buffering knob; Sluice streams request and response bodies";
 
 /// Every annotation ingress-nginx defines (v1.15), in docs order.
 pub const CATALOG: &[AnnotationSpec] = &[
     // Paths and rewrites.
-    spec(
+    differs(spec(
         "use-regex",
         G::PathsAndRewrites,
         Host,
@@ -334,8 +355,8 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "makes every path of the host a case-insensitive regex (`~* ^path`), as nginx's per-server \
          locations do; Rust `regex` syntax, linear time: a path using look-around or \
          back-references is skipped with a Warning",
-    ),
-    spec(
+    )),
+    differs(spec(
         "rewrite-target",
         G::PathsAndRewrites,
         Host,
@@ -346,8 +367,8 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "implies use-regex for the host; `$1`-`$9` captures and literal text (another nginx \
          variable is refused); a target starting with http:// or https:// redirects (302), as \
          nginx's rewrite does",
-    ),
-    spec(
+    )),
+    honoured(spec(
         "app-root",
         G::PathsAndRewrites,
         Host,
@@ -356,73 +377,73 @@ pub const CATALOG: &[AnnotationSpec] = &[
         St::RouteResolution,
         "",
         "302 from `/` to `$scheme://$http_host<app-root>`, for the whole host",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "x-forwarded-prefix",
         G::PathsAndRewrites,
         St::RouteResolution,
         "",
         "sent only together with rewrite-target, as in ingress-nginx; `$1`-`$9` from the rewrite",
-    ),
-    todo(
+    )),
+    differs(todo(
         "upstream-vhost",
         G::PathsAndRewrites,
         St::RouteResolution,
         "the request's Host",
         "a host name, optionally using $host, $http_host, $best_http_host, $namespace, \
          $service_name or $service_port; other nginx variables are refused",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "preserve-trailing-slash",
         G::PathsAndRewrites,
         St::RouteResolution,
         "false",
         "",
-    ),
+    )),
     // Redirects.
-    todo(
+    honoured(todo(
         "ssl-redirect",
         G::Redirects,
         St::RouteResolution,
         "true",
         "308 (ConfigMap http-redirect-code) to https for hosts with TLS",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "force-ssl-redirect",
         G::Redirects,
         St::RouteResolution,
         "false",
         "",
-    ),
-    todo(
+    )),
+    differs(todo(
         "permanent-redirect",
         G::Redirects,
         St::RouteResolution,
         "",
         "codes 300, 304, 305 and 306 also carry the URL as Location (nginx sends it as the body)",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "permanent-redirect-code",
         G::Redirects,
         St::RouteResolution,
         "301",
         "300-308",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "temporal-redirect",
         G::Redirects,
         St::RouteResolution,
         "",
         "wins over permanent-redirect, as in ingress-nginx",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "temporal-redirect-code",
         G::Redirects,
         St::RouteResolution,
         "302",
         "300-307",
-    ),
-    spec(
+    )),
+    honoured(spec(
         "from-to-www-redirect",
         G::Redirects,
         Host,
@@ -431,8 +452,8 @@ pub const CATALOG: &[AnnotationSpec] = &[
         St::RouteResolution,
         "false",
         "",
-    ),
-    spec(
+    )),
+    differs(spec(
         "server-alias",
         G::Redirects,
         Host,
@@ -441,29 +462,29 @@ pub const CATALOG: &[AnnotationSpec] = &[
         St::RouteResolution,
         "",
         "DNS names and `*.` wildcards; nginx regular-expression server names (`~^...`) are refused",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "relative-redirects",
         G::Redirects,
         St::RouteResolution,
         "false",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "use-port-in-redirects",
         G::Redirects,
         St::RouteResolution,
         "false",
         "",
-    ),
+    )),
     // Limits and timeouts.
-    todo(
+    honoured(todo(
         "proxy-body-size",
         G::LimitsAndTimeouts,
         St::Limits,
         "1m",
         "over the limit: 413",
-    ),
+    )),
     todo(
         "proxy-connect-timeout",
         G::LimitsAndTimeouts,
@@ -770,54 +791,65 @@ pub const CATALOG: &[AnnotationSpec] = &[
     // Access control.
     ALLOWLIST,
     alias(ALLOWLIST, "whitelist-source-range"),
-    guard("denylist-source-range", Ing, "", "denied: 403"),
-    guard(
+    honoured(guard("denylist-source-range", Ing, "", "denied: 403")),
+    differs(guard(
         "auth-type",
         Ing,
         "",
         "basic; digest is refused (the Ingress is refused)",
-    ),
-    guard(
+    )),
+    honoured(guard(
         "auth-secret",
         Ing,
         "",
         "NAME or NAMESPACE/NAME; another namespace is refused, as \
         ingress-nginx refuses it by default",
-    ),
-    guard(
+    )),
+    honoured(guard(
         "auth-secret-type",
         Ing,
         "auth-file",
         "auth-file (htpasswd in key `auth`) or auth-map",
-    ),
-    guard("auth-realm", Ing, "", ""),
-    guard("auth-url", Ing, "", "a 2xx answer allows, 401/403 deny"),
-    guard("auth-method", Ing, "GET", ""),
-    guard(
+    )),
+    honoured(guard("auth-realm", Ing, "", "")),
+    differs(guard(
+        "auth-url",
+        Ing,
+        "",
+        "a 2xx answer allows, 401/403 deny, anything else 500; http:// only (an https:// \
+         auth service answers 500, never open)",
+    )),
+    honoured(guard("auth-method", Ing, "GET", "")),
+    honoured(guard(
         "auth-signin",
         Ing,
         "",
         "401 from the auth service redirects here, with `rd`",
-    ),
-    guard("auth-signin-redirect-param", Ing, "rd", ""),
-    guard(
+    )),
+    honoured(guard("auth-signin-redirect-param", Ing, "rd", "")),
+    honoured(guard(
         "auth-response-headers",
         Ing,
         "",
         "copied from the auth answer to the upstream request",
-    ),
-    guard(
+    )),
+    honoured(guard(
         "auth-request-redirect",
         Ing,
         "",
         "X-Auth-Request-Redirect sent to the auth service",
-    ),
-    guard("auth-cache-key", Ing, "", ""),
-    guard("auth-cache-duration", Ing, "200 202 401 5m", ""),
-    guard("auth-keepalive", Ing, "0", ""),
-    guard("auth-keepalive-share-vars", Ing, "false", ""),
-    guard("auth-keepalive-requests", Ing, "1000", ""),
-    guard("auth-keepalive-timeout", Ing, "60", ""),
+    )),
+    differs(guard("auth-cache-key", Ing, "", NO_AUTH_CACHE)),
+    differs(guard(
+        "auth-cache-duration",
+        Ing,
+        "200 202 401 5m",
+        NO_AUTH_CACHE,
+    )),
+    differs(guard("auth-keepalive", Ing, "0", AUTH_POOL)),
+    differs(guard("auth-keepalive-share-vars", Ing, "false", AUTH_POOL)),
+    differs(guard("auth-keepalive-requests", Ing, "1000", AUTH_POOL)),
+    differs(guard("auth-keepalive-timeout", Ing, "60", AUTH_POOL)),
     guard(
         "auth-proxy-set-headers",
         Ing,
@@ -835,7 +867,7 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "true",
         "only with the ConfigMap's global-auth-url",
     ),
-    spec(
+    honoured(spec(
         "satisfy",
         G::AccessControl,
         Ing,
@@ -844,7 +876,7 @@ pub const CATALOG: &[AnnotationSpec] = &[
         St::Access,
         "all",
         "any: the source range or the auth suffices",
-    ),
+    )),
     guard(
         "auth-tls-secret",
         Host,
@@ -867,37 +899,49 @@ pub const CATALOG: &[AnnotationSpec] = &[
     guard("auth-tls-error-page", Host, "", ""),
     guard("auth-tls-match-cn", Host, "", "Rust `regex` syntax"),
     // CORS.
-    todo(
+    honoured(todo(
         "enable-cors",
         G::Cors,
         St::Response,
         "false",
         "preflight (OPTIONS) answered 204 by the gateway",
-    ),
-    todo(
+    )),
+    differs(todo(
         "cors-allow-origin",
         G::Cors,
         St::Response,
         "*",
         "a list; `https://*.example.com` matches one label",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "cors-allow-methods",
         G::Cors,
         St::Response,
         "GET, PUT, POST, DELETE, PATCH, OPTIONS",
         "",
-    ),
-    todo(
+    )),
+    honoured(todo(
         "cors-allow-headers",
         G::Cors,
         St::Response,
         "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization",
         "",
-    ),
-    todo("cors-allow-credentials", G::Cors, St::Response, "true", ""),
-    todo("cors-expose-headers", G::Cors, St::Response, "", ""),
-    todo("cors-max-age", G::Cors, St::Response, "1728000", "seconds"),
+    )),
+    honoured(todo(
+        "cors-allow-credentials",
+        G::Cors,
+        St::Response,
+        "true",
+        "",
+    )),
+    honoured(todo("cors-expose-headers", G::Cors, St::Response, "", "")),
+    honoured(todo(
+        "cors-max-age",
+        G::Cors,
+        St::Response,
+        "1728000",
+        "seconds",
+    )),
     // Errors and logs.
     todo(
         "custom-http-errors",
@@ -921,13 +965,13 @@ pub const CATALOG: &[AnnotationSpec] = &[
         "false",
         "",
     ),
-    todo(
+    honoured(todo(
         "enable-access-log",
         G::ErrorsAndLogs,
         St::Response,
         "true",
         "",
-    ),
+    )),
     unsupported(
         "enable-rewrite-log",
         G::ErrorsAndLogs,
@@ -1119,13 +1163,23 @@ mod tests {
                 || s.name.starts_with("limit-");
             assert_eq!(s.guards_access, by_name, "{}", s.name);
         }
-        // Nothing is enforced by the gateway yet, so every guard refuses.
-        assert!(
-            CATALOG
-                .iter()
-                .filter(|s| s.guards_access)
-                .all(AnnotationSpec::refuses)
-        );
+        // What the gateway does not enforce yet refuses the Ingress.
+        for name in [
+            "limit-rps",
+            "limit-connections",
+            "auth-proxy-set-headers",
+            "auth-always-set-cookie",
+        ] {
+            assert!(lookup(name).unwrap().refuses(), "{name}");
+        }
+        for name in [
+            "whitelist-source-range",
+            "denylist-source-range",
+            "auth-type",
+            "auth-url",
+        ] {
+            assert!(!lookup(name).unwrap().refuses(), "{name}");
+        }
     }
 
     #[test]

@@ -60,6 +60,14 @@ const fn setting(
     }
 }
 
+/// `s`, enforced (as the default of the per-Ingress annotation).
+const fn enforced(s: SettingSpec) -> SettingSpec {
+    SettingSpec {
+        support: Support::Honoured,
+        ..s
+    }
+}
+
 const fn guard(key: &'static str, note: &'static str) -> SettingSpec {
     SettingSpec {
         key,
@@ -73,7 +81,7 @@ const fn guard(key: &'static str, note: &'static str) -> SettingSpec {
 
 /// The ConfigMap keys Sluice reads. Others are reported as not read.
 pub const SETTINGS: &[SettingSpec] = &[
-    setting("proxy-body-size", Stage::Limits, "1m", ""),
+    enforced(setting("proxy-body-size", Stage::Limits, "1m", "")),
     setting(
         "proxy-connect-timeout",
         Stage::Upstream,
@@ -85,22 +93,37 @@ pub const SETTINGS: &[SettingSpec] = &[
     setting("proxy-next-upstream", Stage::Upstream, "error timeout", ""),
     setting("proxy-next-upstream-tries", Stage::Upstream, "3", ""),
     setting("proxy-next-upstream-timeout", Stage::Upstream, "0", ""),
-    setting("ssl-redirect", Stage::RouteResolution, "true", ""),
-    setting("force-ssl-redirect", Stage::RouteResolution, "false", ""),
-    setting(
+    enforced(setting("ssl-redirect", Stage::RouteResolution, "true", "")),
+    enforced(setting(
+        "force-ssl-redirect",
+        Stage::RouteResolution,
+        "false",
+        "",
+    )),
+    enforced(setting(
         "preserve-trailing-slash",
         Stage::RouteResolution,
         "false",
         "",
-    ),
-    setting(
+    )),
+    enforced(setting(
         "http-redirect-code",
         Stage::RouteResolution,
         "308",
         "301, 302, 307 or 308",
-    ),
-    setting("relative-redirects", Stage::RouteResolution, "false", ""),
-    setting("use-port-in-redirects", Stage::RouteResolution, "false", ""),
+    )),
+    enforced(setting(
+        "relative-redirects",
+        Stage::RouteResolution,
+        "false",
+        "",
+    )),
+    enforced(setting(
+        "use-port-in-redirects",
+        Stage::RouteResolution,
+        "false",
+        "",
+    )),
     setting("hsts", Stage::Response, "true", ""),
     setting("hsts-max-age", Stage::Response, "31536000", ""),
     setting("hsts-include-subdomains", Stage::Response, "true", ""),
@@ -153,16 +176,16 @@ pub const SETTINGS: &[SettingSpec] = &[
         "round_robin or ewma",
     ),
     setting("custom-http-errors", Stage::Response, "", ""),
-    setting("disable-access-log", Stage::Response, "false", ""),
+    enforced(setting("disable-access-log", Stage::Response, "false", "")),
     setting("service-upstream", Stage::Upstream, "false", ""),
-    guard(
+    enforced(guard(
         "whitelist-source-range",
         "allow-list for every Ingress without its own",
-    ),
-    guard(
+    )),
+    enforced(guard(
         "denylist-source-range",
         "deny-list for every Ingress without its own",
-    ),
+    )),
     guard(
         "global-auth-url",
         "external auth for every Ingress without enable-global-auth: \"false\"",
@@ -575,6 +598,7 @@ mod tests {
             ("allow-snippet-annotations", "true"),
             ("worker-processes", "4"),
             ("whitelist-source-range", "10.0.0.0/8"),
+            ("global-auth-url", "http://auth.example.com/"),
         ]));
         assert_eq!(s.proxy_body_size.as_bytes(), 8 << 20);
         assert_eq!(
@@ -590,7 +614,12 @@ mod tests {
         assert_eq!(s.http_redirect_code, 308);
         assert!(s.use_forwarded_headers && s.allow_snippet_annotations);
         assert_eq!(s.forwarded_for_header.as_str(), "x-real-client");
-        assert_eq!(s.guards_set, vec!["whitelist-source-range"]);
+        assert_eq!(
+            s.guards_set,
+            vec!["global-auth-url"],
+            "enforced guards refuse nothing"
+        );
+        assert!(s.whitelist_source_range.is_some());
         let kinds: Vec<(&str, &SettingProblemKind)> =
             p.iter().map(|p| (p.key.as_str(), &p.kind)).collect();
         assert!(kinds.contains(&(
@@ -599,7 +628,8 @@ mod tests {
         )));
         assert!(kinds.iter().any(|(k, _)| *k == "http-redirect-code"));
         assert!(kinds.contains(&("worker-processes", &SettingProblemKind::NotRead)));
-        assert!(kinds.contains(&("whitelist-source-range", &SettingProblemKind::NotEnforced)));
+        assert!(kinds.contains(&("global-auth-url", &SettingProblemKind::NotEnforced)));
+        assert!(!kinds.iter().any(|(k, _)| *k == "whitelist-source-range"));
         assert!(kinds.contains(&(
             "allow-snippet-annotations",
             &SettingProblemKind::SnippetsStillRefused

@@ -563,10 +563,12 @@ fn access_control_parses_and_refuses() {
         (VerifyClient::Optional, 2, true)
     );
     assert_eq!(a.satisfy, Satisfy::Any);
-    // Nothing of this is enforced: refused, host-wide because of auth-tls.
+    // Client certificates are not enforced yet: refused, host-wide; the
+    // enforced source ranges and auth are no cause.
     let refusal = parsed.refusal.as_ref().unwrap();
     assert!(refusal.host_wide() && parsed.policy.denied_host_wide);
-    assert!(refusal.to_string().contains("whitelist-source-range"));
+    assert!(refusal.to_string().contains("auth-tls-secret"));
+    assert!(!refusal.to_string().contains("whitelist-source-range"));
     assert!(
         !problems(&parsed)
             .iter()
@@ -617,7 +619,7 @@ fn access_control_parses_and_refuses() {
             .unwrap()
             .contains("192.168.1.1".parse().unwrap())
     );
-    assert!(g.refusal.is_some());
+    assert!(g.refusal.is_none(), "the global allow-list is enforced");
     let o = parse_in("ns", &[("allowlist-source-range", "10.0.0.0/8")], s);
     assert!(
         !o.policy

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -183,10 +183,15 @@ pub async fn other_replicas_running(
 }
 
 /// The Warning Events of an update: one per warning about an Ingress we
-/// know (reason `Conflict`, `InvalidIngress` or `Unresolved`).
+/// know (reason `Conflict`, `Unresolved`, `InvalidIngress`, or for
+/// ingress-nginx annotations `InvalidAnnotation`, `SnippetRefused`,
+/// `AccessNotEnforced`, `AnnotationIgnored`, `IngressRefused`,
+/// `UnsupportedRegex`: each names the annotation and its value), and one
+/// per problem with a key of the `--configmap` ConfigMap, on it
+/// (`InvalidSetting`).
 pub fn warnings(update: &Update) -> BTreeSet<Warning> {
-    update
-        .computed
+    let computed = &update.computed;
+    let mut out: BTreeSet<Warning> = computed
         .warnings()
         .into_iter()
         .filter_map(|(ingress, reason, message)| {
@@ -202,7 +207,22 @@ pub fn warnings(update: &Update) -> BTreeSet<Warning> {
                 note: message,
             })
         })
-        .collect()
+        .collect();
+    if let Some(key) = &computed.configmap {
+        let regarding = match update.snapshot.configmaps.get(key) {
+            Some(cm) => Regarding::object(cm.as_ref()),
+            None => Regarding::named::<ConfigMap>(&key.namespace, &key.name),
+        };
+        for p in &computed.setting_problems {
+            out.insert(Warning {
+                regarding: regarding.clone(),
+                reason: "InvalidSetting".into(),
+                action: "Sync".into(),
+                note: p.to_string(),
+            });
+        }
+    }
+    out
 }
 
 /// Follows `updates` and publishes each new warning (conflict, problem,

@@ -17,6 +17,14 @@
 //!    certificate loaded from its previous version, if any, and is
 //!    reported.
 //!
+//! 4. In ingress-nginx mode ([`ControllerConfig::ingress_nginx`]) the
+//!    `--configmap` ConfigMap gives the controller-wide settings
+//!    ([`ControllerSettings::from_configmap`]; its problems are
+//!    [`Computed::setting_problems`]), the table is built with
+//!    [`routes::build_with`], and every Secret an access-control annotation
+//!    names (`auth-secret`, `auth-tls-secret`) is parsed into the
+//!    [`AccessSecrets`] (see [`secrets`]).
+//!
 //! Anything that cannot be resolved is an [`Issue`] against the Ingress
 //! that needs it (logged, and published as a Warning Event).
 
@@ -25,16 +33,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, ServicePort};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use sluice_kube::endpoint_slice::{self, Protocol, Unreadable};
 
+use crate::annotations::{
+    AnnotationConfig, AnnotationPrefix, AnnotationProblemKind, ControllerSettings, SettingProblem,
+};
 use crate::gateway::{AppProtocol, CertStore, EndpointSet, Endpoints, Routing, ServiceKey};
 use crate::routes::{
-    self, ClassSelector, Conflict, IngressRef, PortRef, Problem, SecretRef,
-    class::DEFAULT_CONTROLLER,
+    self, BuildOptions, ClassSelector, Conflict, IngressRef, PortRef, Problem, ProblemKind,
+    SecretRef, class::DEFAULT_CONTROLLER,
 };
 
+use super::secrets;
 use super::snapshot::{ObjectKey, Snapshot};
 
 /// The Secret type holding a certificate.
@@ -50,6 +62,20 @@ pub struct ControllerConfig {
     /// `--default-ssl-certificate`: loaded into the store like any other
     /// referenced Secret.
     pub default_ssl_certificate: Option<SecretRef>,
+    /// ingress-nginx mode (the default): its annotations, ConfigMap and
+    /// path semantics. `None`: the Ingress specification's semantics and
+    /// only `sluice.dev/` annotations (`--ingress-nginx=false`).
+    pub ingress_nginx: Option<NginxMode>,
+}
+
+/// How ingress-nginx mode reads its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NginxMode {
+    /// `--annotations-prefix`.
+    pub prefix: AnnotationPrefix,
+    /// `--configmap`: the ConfigMap with ingress-nginx's controller-wide
+    /// settings; `None`: its defaults.
+    pub configmap: Option<ObjectKey<ConfigMap>>,
 }
 
 impl Default for ControllerConfig {
@@ -58,6 +84,7 @@ impl Default for ControllerConfig {
             controller: DEFAULT_CONTROLLER.to_owned(),
             watch_ingress_without_class: false,
             default_ssl_certificate: None,
+            ingress_nginx: Some(NginxMode::default()),
         }
     }
 }
@@ -93,6 +120,13 @@ pub struct Computed {
     pub issues: Vec<Issue>,
     /// Our Ingresses (the ones that get status), sorted.
     pub ours: Vec<IngressRef>,
+    /// The `--configmap` ConfigMap, when one is configured.
+    pub configmap: Option<ObjectKey<ConfigMap>>,
+    /// Problems with its keys (one Warning Event each, on the ConfigMap).
+    pub setting_problems: Vec<SettingProblem>,
+    /// The Secrets access-control annotations name: watched one by one
+    /// by the API-server source.
+    pub referenced_secrets: BTreeSet<ObjectKey<Secret>>,
 }
 
 impl Computed {
@@ -105,12 +139,15 @@ impl Computed {
         for p in &self.problems {
             out.push((
                 Some(p.ingress.clone()),
-                "InvalidIngress",
+                event_reason(&p.kind),
                 format!("{}: {}", p.field, p.kind),
             ));
         }
         for i in &self.issues {
             out.push((i.ingress.clone(), "Unresolved", i.message.clone()));
+        }
+        for p in &self.setting_problems {
+            out.push((None, "InvalidSetting", p.to_string()));
         }
         out
     }
@@ -130,8 +167,19 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
         .map(|i| i.as_ref())
         .filter(|i| selector.is_ours(i))
         .collect();
-    let out = routes::build(ours.iter().copied());
     let mut issues = BTreeSet::new();
+    let (settings, setting_problems) = match &config.ingress_nginx {
+        Some(mode) => settings(snapshot, mode, &mut issues),
+        None => (ControllerSettings::default(), Vec::new()),
+    };
+    let options = BuildOptions {
+        ingress_nginx: config.ingress_nginx.as_ref().map(|mode| AnnotationConfig {
+            prefix: mode.prefix.clone(),
+            settings,
+        }),
+    };
+    let out = routes::build_with(ours.iter().copied(), &options);
+    let access = secrets::load(&out.table, snapshot, &mut issues);
 
     // Endpoints for every Service backend in use.
     let mut endpoints = Endpoints::new();
@@ -224,11 +272,62 @@ pub fn compute(config: &ControllerConfig, snapshot: &Snapshot, previous: &CertSt
             table: Arc::new(out.table),
             endpoints: Arc::new(endpoints),
             certs: Arc::new(certs),
+            secrets: Arc::new(access.secrets),
         },
         conflicts: out.conflicts,
         problems: out.problems,
         issues: issues.into_iter().collect(),
         ours: our_refs,
+        configmap: config
+            .ingress_nginx
+            .as_ref()
+            .and_then(|m| m.configmap.clone()),
+        setting_problems,
+        referenced_secrets: access.referenced,
+    }
+}
+
+/// The controller-wide settings: the `--configmap` ConfigMap's `data`, or
+/// ingress-nginx's defaults when there is none (or it does not exist: an
+/// [`Issue`], as ingress-nginx logs it).
+fn settings(
+    snapshot: &Snapshot,
+    mode: &NginxMode,
+    issues: &mut BTreeSet<Issue>,
+) -> (ControllerSettings, Vec<SettingProblem>) {
+    let Some(key) = &mode.configmap else {
+        return (ControllerSettings::default(), Vec::new());
+    };
+    match snapshot.configmaps.get(key) {
+        Some(cm) => ControllerSettings::from_configmap(&cm.data.clone().unwrap_or_default()),
+        None => {
+            issues.insert(Issue {
+                ingress: None,
+                message: format!(
+                    "ConfigMap {key} (--configmap) not found; ingress-nginx's defaults apply"
+                ),
+            });
+            (ControllerSettings::default(), Vec::new())
+        }
+    }
+}
+
+/// The Event reason of a problem with an Ingress: what an operator filters
+/// on (`kubectl get events --field-selector reason=...`).
+fn event_reason(kind: &ProblemKind) -> &'static str {
+    match kind {
+        ProblemKind::Annotation(p) => match p.kind {
+            AnnotationProblemKind::InvalidValue(_) => "InvalidAnnotation",
+            AnnotationProblemKind::Snippet => "SnippetRefused",
+            AnnotationProblemKind::NotEnforced => "AccessNotEnforced",
+            AnnotationProblemKind::Unsupported { .. }
+            | AnnotationProblemKind::Ignored { .. }
+            | AnnotationProblemKind::Unknown => "AnnotationIgnored",
+        },
+        ProblemKind::Refused(_) => "IngressRefused",
+        ProblemKind::UnsupportedRegex { .. } => "UnsupportedRegex",
+        ProblemKind::Ignored(_) => "Ignored",
+        _ => "InvalidIngress",
     }
 }
 

@@ -1,5 +1,6 @@
-//! `--manifests DIR`: IngressClasses, Ingresses, Services, EndpointSlices
-//! and Secrets from YAML (or JSON) files instead of an API server, through
+//! `--manifests DIR`: IngressClasses, Ingresses, Services, EndpointSlices,
+//! Secrets (of every type: annotations may name any of them) and
+//! ConfigMaps from YAML (or JSON) files instead of an API server, through
 //! `sluice_kube`'s manifest directory source (documents, `List`s, polling;
 //! other kinds are skipped with a log line; namespaced objects without a
 //! namespace are in `default`). Each reload replaces every kind.
@@ -31,6 +32,7 @@ impl Decoder for IngressManifests {
             "Service" => decode(doc).map(Object::Service),
             "EndpointSlice" => decode(doc).map(Object::EndpointSlice),
             "Secret" => decode(doc).map(Object::Secret),
+            "ConfigMap" => decode(doc).map(Object::ConfigMap),
             _ => return None,
         })
     }
@@ -73,7 +75,7 @@ mod tests {
         assert_eq!(key(&loaded.objects[2]).namespace, "x");
         assert_eq!(key(&loaded.objects[0]).namespace, "", "cluster-scoped");
         assert_eq!(loaded.skipped.len(), 1);
-        assert_eq!(replace_events(&IngressManifests, loaded.objects).len(), 5);
+        assert_eq!(replace_events(&IngressManifests, loaded.objects).len(), 7);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

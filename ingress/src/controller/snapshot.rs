@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,18 +25,28 @@ pub enum Kind {
     Service,
     /// discovery.k8s.io/v1 EndpointSlice.
     EndpointSlice,
-    /// core/v1 Secret (of type `kubernetes.io/tls`).
+    /// core/v1 Secret (of type `kubernetes.io/tls`; every type from
+    /// `--manifests`).
     Secret,
+    /// core/v1 Secret named by an access-control annotation
+    /// (`auth-secret`, `auth-tls-secret`), of any type: watched one by
+    /// one, by name (see [`super::kube`]).
+    ReferencedSecret,
+    /// core/v1 ConfigMap: ingress-nginx's controller settings
+    /// (`--configmap`).
+    ConfigMap,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::IngressClass,
         Kind::Ingress,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
+        Kind::ReferencedSecret,
+        Kind::ConfigMap,
     ];
 }
 
@@ -55,6 +65,10 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     /// A Secret.
     Secret(Secret),
+    /// A Secret an annotation names.
+    ReferencedSecret(Secret),
+    /// A ConfigMap.
+    ConfigMap(ConfigMap),
 }
 
 impl Object {
@@ -66,6 +80,8 @@ impl Object {
             Self::Service(_) => Kind::Service,
             Self::EndpointSlice(_) => Kind::EndpointSlice,
             Self::Secret(_) => Kind::Secret,
+            Self::ReferencedSecret(_) => Kind::ReferencedSecret,
+            Self::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -75,7 +91,8 @@ impl Object {
             Self::Ingress(o) => &o.metadata,
             Self::Service(o) => &o.metadata,
             Self::EndpointSlice(o) => &o.metadata,
-            Self::Secret(o) => &o.metadata,
+            Self::Secret(o) | Self::ReferencedSecret(o) => &o.metadata,
+            Self::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -109,6 +126,10 @@ pub struct Snapshot {
     pub slices: BTreeMap<ObjectKey<EndpointSlice>, Arc<EndpointSlice>>,
     /// Secrets.
     pub secrets: BTreeMap<ObjectKey<Secret>, Arc<Secret>>,
+    /// Secrets named by access-control annotations.
+    pub referenced_secrets: BTreeMap<ObjectKey<Secret>, Arc<Secret>>,
+    /// ConfigMaps (the `--configmap` one).
+    pub configmaps: BTreeMap<ObjectKey<ConfigMap>, Arc<ConfigMap>>,
     synced: BTreeSet<Kind>,
 }
 
@@ -145,6 +166,8 @@ impl Snapshot {
             Kind::Service => self.services.clear(),
             Kind::EndpointSlice => self.slices.clear(),
             Kind::Secret => self.secrets.clear(),
+            Kind::ReferencedSecret => self.referenced_secrets.clear(),
+            Kind::ConfigMap => self.configmaps.clear(),
         }
     }
 
@@ -167,6 +190,14 @@ impl Snapshot {
             Object::Secret(o) => {
                 self.secrets.insert(ObjectKey::from_object(&o), Arc::new(o));
             }
+            Object::ReferencedSecret(o) => {
+                self.referenced_secrets
+                    .insert(ObjectKey::from_object(&o), Arc::new(o));
+            }
+            Object::ConfigMap(o) => {
+                self.configmaps
+                    .insert(ObjectKey::from_object(&o), Arc::new(o));
+            }
         }
     }
 
@@ -177,6 +208,8 @@ impl Snapshot {
             Kind::Service => drop(self.services.remove(&o.key())),
             Kind::EndpointSlice => drop(self.slices.remove(&o.key())),
             Kind::Secret => drop(self.secrets.remove(&o.key())),
+            Kind::ReferencedSecret => drop(self.referenced_secrets.remove(&o.key())),
+            Kind::ConfigMap => drop(self.configmaps.remove(&o.key())),
         }
     }
 
@@ -193,6 +226,13 @@ impl Snapshot {
                 self.synced.insert(kind);
             }
         }
+    }
+
+    /// A Secret by key: the certificate watch's, else a referenced one.
+    pub fn secret(&self, key: &ObjectKey<Secret>) -> Option<&Arc<Secret>> {
+        self.secrets
+            .get(key)
+            .or_else(|| self.referenced_secrets.get(key))
     }
 
     /// The EndpointSlices of a Service.

@@ -55,6 +55,43 @@ pub enum LocalError {
     /// (503).
     #[error("upstream connection limit reached ({0})")]
     UpstreamBusy(SlotLimit),
+    /// The route is denied (503): an access-control annotation that is
+    /// not enforced, or whose value or Secret cannot be used (fail
+    /// closed).
+    #[error("service unavailable: {0}")]
+    Denied(String),
+    /// The client address is outside the allow-list or inside the
+    /// deny-list (403).
+    #[error("forbidden")]
+    Forbidden,
+    /// Basic auth: no or wrong credentials (401 with `WWW-Authenticate`).
+    #[error("authorization required")]
+    Unauthorized {
+        /// `auth-realm`.
+        realm: String,
+    },
+    /// External auth answered 401 or 403 (that status; its
+    /// `WWW-Authenticate` passed on).
+    #[error("authorization denied by the auth service")]
+    AuthDenied {
+        /// 401 or 403.
+        status: u16,
+        /// The auth service's `WWW-Authenticate`.
+        www_authenticate: Option<String>,
+    },
+    /// External auth failed: the auth service could not be reached or
+    /// answered something else than 2xx, 401 or 403 (500, as nginx's
+    /// `auth_request`).
+    #[error("the auth service failed")]
+    AuthFailed,
+    /// A client certificate is required and none was sent (400, nginx's
+    /// "No required SSL certificate was sent").
+    #[error("bad request: no required SSL certificate was sent")]
+    NoClientCertificate,
+    /// The client certificate did not verify (400, nginx's "The SSL
+    /// certificate error").
+    #[error("bad request: the SSL certificate error")]
+    BadClientCertificate,
 }
 
 impl LocalError {
@@ -64,9 +101,17 @@ impl LocalError {
             Self::BadPath(_) | Self::BadHost | Self::BadBody => StatusCode::BAD_REQUEST,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::ResourceBackend(_) | Self::NoEndpoints(_) | Self::UpstreamBusy(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            Self::ResourceBackend(_)
+            | Self::NoEndpoints(_)
+            | Self::UpstreamBusy(_)
+            | Self::Denied(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::AuthDenied { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
+            Self::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoClientCertificate | Self::BadClientCertificate => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamConnect | Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -81,6 +126,16 @@ impl LocalError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        let challenge = match self {
+            Self::Unauthorized { realm } => Some(basic_challenge(realm)),
+            Self::AuthDenied {
+                www_authenticate, ..
+            } => www_authenticate.clone(),
+            _ => None,
+        };
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         if matches!(
             self,
             Self::BodyTooLarge | Self::BadPath(_) | Self::BadHost | Self::BadBody
@@ -91,6 +146,16 @@ impl LocalError {
         }
         r
     }
+}
+
+/// `Basic realm="<realm>"`, as nginx's `auth_basic` sends it (quotes and
+/// backslashes, which would end the quoted string, left out).
+fn basic_challenge(realm: &str) -> String {
+    let realm: String = realm
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect();
+    format!("Basic realm=\"{realm}\"")
 }
 
 /// A 308 to `location`.
@@ -121,6 +186,14 @@ mod tests {
         assert_eq!(LocalError::BadBody.status(), 400);
         assert_eq!(LocalError::Misdirected.status(), 421);
         assert_eq!(LocalError::UpstreamBusy(SlotLimit::Total).status(), 503);
+        assert_eq!(LocalError::Denied("x".into()).status(), 503);
+        assert_eq!(LocalError::Forbidden.status(), 403);
+        let r = LocalError::Unauthorized {
+            realm: "a \"b\"".into(),
+        }
+        .response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"a b\"");
         let r = redirect("https://a.test/x?y");
         assert_eq!(r.status(), 308);
         assert_eq!(r.headers()[header::LOCATION], "https://a.test/x?y");

@@ -37,13 +37,16 @@
 
 pub mod access_log;
 pub mod body;
+pub mod client_cert;
 pub mod config;
 pub mod errors;
 pub mod flags;
+pub mod htpasswd;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub(crate) mod stages;
@@ -66,6 +69,7 @@ pub use errors::LocalError;
 pub use flags::GatewayFlags;
 pub use metrics::Metrics;
 pub use routing::{AppProtocol, EndpointSet, Endpoints, Routing, ServiceKey};
+pub use secrets::AccessSecrets;
 pub use server::Server;
 pub use service::GatewayService;
 pub use tls::{

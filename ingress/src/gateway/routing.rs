@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::routes::{Backend, PortRef, RouteTable};
 
+use super::secrets::AccessSecrets;
 use super::tls::CertStore;
 
 /// Everything a request is routed with. Cheap to clone (all `Arc`s).
@@ -26,6 +27,8 @@ pub struct Routing {
     pub endpoints: Arc<Endpoints>,
     /// Certificates per Secret.
     pub certs: Arc<CertStore>,
+    /// The Secrets access control reads (basic auth users, client CAs).
+    pub secrets: Arc<AccessSecrets>,
     /// The certificate served when SNI selects none (the
     /// `--default-ssl-certificate` Secret, reloaded with every snapshot);
     /// `None` falls back to the gateway's configured or self-signed one.

@@ -114,6 +114,7 @@ where
         },
         request,
         guards: Vec::new(),
+        access_log: true,
     };
     let resp = match stages::run(&mut ex, req).await {
         Ok(r) => r,

@@ -1,5 +1,8 @@
 //! The `sluice-ingress` binary against the fake API server: a kubeconfig
-//! for it, the objects the tests apply, and the process handle.
+//! for it, the objects the tests apply, and the process handle. Only
+//! `hot_reload.rs` still uses it; the controller's API behaviour (status,
+//! election, Events, Secrets, classes, outages) is tested on the real
+//! control plane (`cluster_*.rs`, helpers in `cluster_support/`).
 #![allow(dead_code)]
 
 use sluice_tests::fixtures;

@@ -333,6 +333,7 @@ pub fn routing(table: Arc<RouteTable>, endpoints: Arc<Endpoints>, certs: CertSto
         endpoints,
         certs: Arc::new(certs),
         default_certificate: None,
+        ..Routing::default()
     }
 }
 

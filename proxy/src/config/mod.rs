@@ -17,6 +17,9 @@ use sluice_kube::client::ClientOptions;
 
 pub use duration::parse_go_duration;
 pub use file::KubeProxyConfiguration;
+/// The `--config` file parser, for the fuzz target (`proxy/fuzz`).
+#[doc(hidden)]
+pub use file::parse as parse_config_file;
 pub use flags::Flags;
 
 /// Where NodePorts are served (`--nodeport-addresses`): the planner's type.

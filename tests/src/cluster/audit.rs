@@ -24,8 +24,9 @@ pub struct Event {
     /// `ResponseStarted` (long-running requests such as watches) or
     /// `ResponseComplete`.
     pub stage: String,
-    /// The request's path and query.
-    #[serde(default)]
+    /// The request's path and query (`requestURI` in the log: not the
+    /// camelCase of the field name).
+    #[serde(default, rename = "requestURI")]
     pub request_uri: String,
     /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, ...
     pub verb: String,
@@ -108,4 +109,21 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_server_audit_line_parses_with_its_request_uri() {
+        let line = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete","requestURI":"/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls","verb":"list","user":{"username":"system:serviceaccount:kube-system:sluice-ingress","groups":["system:serviceaccounts"]},"objectRef":{"resource":"secrets","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200}}"#;
+        let e: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            e.request_uri,
+            "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls"
+        );
+        assert_eq!(e.code(), 200);
+        assert_eq!(e.resource().as_deref(), Some("secrets"));
+    }
 }

@@ -60,7 +60,11 @@ pub(crate) fn complete(
     let completion = Completion {
         record,
         start,
-        format: ex.shared.config.access_log,
+        format: if ex.access_log {
+            ex.shared.config.access_log
+        } else {
+            crate::gateway::config::AccessLogFormat::Off
+        },
         metrics: ex.shared.metrics.clone(),
         request: Some(ex.request),
         failed: false,

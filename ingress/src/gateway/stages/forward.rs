@@ -20,7 +20,7 @@ use std::error::Error as StdError;
 use std::net::SocketAddr;
 
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -34,6 +34,7 @@ use crate::gateway::upstream::{UpstreamBody, UpstreamError, UpstreamEvent};
 use crate::routes::Reject;
 
 use super::backend::Upstream;
+use super::external_auth::Granted;
 use super::{Exchange, Resolved};
 
 /// An upstream response head, body still streaming.
@@ -51,6 +52,7 @@ pub(crate) async fn forward(
     upstream: &Upstream,
     mut head: Parts,
     body: GatewayBody,
+    granted: &Granted,
 ) -> Result<Forwarded, LocalError> {
     let config = &ex.shared.config;
     let upgrade = head.version == Version::HTTP_11
@@ -73,6 +75,15 @@ pub(crate) async fn forward(
         upgrade,
         config.allow_underscores_in_headers,
     );
+    granted.apply(&mut head.headers);
+    if let Some(f) = &route.forward {
+        set_header(&mut head.headers, header::HOST, f.upstream_host.as_deref());
+        set_header(
+            &mut head.headers,
+            HeaderName::from_static("x-forwarded-prefix"),
+            f.x_forwarded_prefix.as_deref(),
+        );
+    }
     head.uri = upstream_target(route)?;
     head.extensions = http::Extensions::new();
     let request = Request::from_parts(head, body);
@@ -143,12 +154,25 @@ pub(crate) async fn forward(
     })
 }
 
-/// The origin-form target sent upstream: the normalized path (what was
-/// routed) and the query as received.
+/// Sets `name` to `value` when there is one (a value that is no valid
+/// header value is left out).
+fn set_header(headers: &mut http::HeaderMap, name: HeaderName, value: Option<&str>) {
+    if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(name, v);
+    }
+}
+
+/// The origin-form target sent upstream: the path resolution chose (the
+/// normalized path that was routed, or the `rewrite-target` result) and
+/// the query as received.
 fn upstream_target(route: &Resolved<'_>) -> Result<Uri, LocalError> {
-    let pq = match &route.target.query {
-        Some(q) => format!("{}?{q}", route.target.path),
-        None => route.target.path.as_str().to_owned(),
+    let (path, query) = match &route.forward {
+        Some(f) => (f.path.as_ref(), f.query),
+        None => (route.target.path.as_str(), route.target.query.as_deref()),
+    };
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     };
     Uri::try_from(pq).map_err(|_| LocalError::BadPath(Reject::NotAbsolute))
 }

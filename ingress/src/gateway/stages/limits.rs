@@ -1,5 +1,6 @@
 //! Stage 4, limits: the request body limit
-//! ([`Limits::max_request_body`]), and framing hyper lets through that a
+//! ([`crate::gateway::config::Limits::max_request_body`], or per route ingress-nginx's
+//! `proxy-body-size`: [`body_limit`]), and framing hyper lets through that a
 //! peer could read differently (`chunked` applied twice: 400).
 //!
 //! A declared `Content-Length` over the limit is refused (413) before any
@@ -15,9 +16,11 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 use crate::gateway::body::{BoxError, GatewayBody};
-use crate::gateway::config::Limits;
+use crate::gateway::config::GatewayConfig;
 use crate::gateway::errors::LocalError;
 use crate::gateway::limits::{LimitedBody, check_content_length};
+
+use super::Resolved;
 
 /// 400 for a `Transfer-Encoding` naming `chunked` more than once: RFC 9112
 /// §6.1 forbids applying it twice, hyper decodes such a body once, and a
@@ -35,22 +38,30 @@ pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// 413 when the declared length is over the limit.
-pub(crate) fn check_declared_length(
-    limits: &Limits,
-    headers: &HeaderMap,
-) -> Result<(), LocalError> {
-    check_content_length(headers, limits.max_request_body).map_err(|_| LocalError::BodyTooLarge)
+/// The request body limit of a route in bytes, 0 for none: in
+/// ingress-nginx mode its `proxy-body-size` (default the ConfigMap's,
+/// 1m; `0` unlimited, as nginx's `client_max_body_size 0`), else
+/// [`crate::gateway::config::Limits::max_request_body`].
+pub(crate) fn body_limit(config: &GatewayConfig, route: &Resolved<'_>) -> u64 {
+    match route.policy {
+        Some(p) => p.limits.body_size.as_bytes(),
+        None => config.limits.max_request_body,
+    }
+}
+
+/// 413 when the declared length is over `limit` (0: none).
+pub(crate) fn check_declared_length(limit: u64, headers: &HeaderMap) -> Result<(), LocalError> {
+    check_content_length(headers, limit).map_err(|_| LocalError::BodyTooLarge)
 }
 
 /// The request body, cut with [`crate::gateway::limits::BodyTooLarge`]
-/// past the limit.
-pub(crate) fn limit_body<B>(body: B, limits: &Limits) -> GatewayBody
+/// past `limit` (0: none).
+pub(crate) fn limit_body<B>(body: B, limit: u64) -> GatewayBody
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    LimitedBody::new(body, limits.max_request_body).boxed_unsync()
+    LimitedBody::new(body, limit).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! | --- | --- | --- |
 //! | [`resolve`] (host) | Host or `:authority` | 400 |
 //! | [`misdirected`] | HTTPS: the SNI certificate covers the host | 421 |
-//! | [`resolve`] (route) | `#` in the target, path hygiene, route lookup | 400, 404 |
-//! | [`redirect`] | plain HTTP to a TLS host goes to HTTPS; HSTS value | 308 |
+//! | [`resolve`] (route) | `#` in the target, path hygiene, route resolution | 400, 404, 503 (denied) |
+//! | [`redirect`], [`cors`] | the redirect or CORS preflight resolution decided; HSTS value | 301–308, 204 |
+//! | [`access`], [`external_auth`] | source ranges, basic auth, external auth | 401, 403, 302, 500, 503 |
 //! | [`backend`] | the route's Service port and its endpoints | 503 |
 //! | [`limits`] | `chunked` twice; declared body size; the body is cut at the limit | 400, 413 |
 //! | [`commit`] | HTTP/1.1 upstream: wait for the first body frame | 400, 413 |
@@ -40,8 +41,11 @@
 //! connection, the snapshot, the access log record and the guards that
 //! live as long as the response.
 
+pub(crate) mod access;
 pub(crate) mod backend;
 pub(crate) mod commit;
+pub(crate) mod cors;
+pub(crate) mod external_auth;
 pub(crate) mod finish;
 pub(crate) mod forward;
 pub(crate) mod limits;
@@ -59,6 +63,9 @@ use super::errors::LocalError;
 use super::server::RequestGuard;
 use super::service::ConnCtx;
 use super::{Shared, Snapshot};
+
+use access::Access;
+use resolve::Routed;
 
 pub(crate) use resolve::Resolved;
 
@@ -78,11 +85,15 @@ pub(crate) struct Exchange<'a> {
     /// Dropped when the response body ends (endpoint in-flight count,
     /// upstream connection slots).
     pub(crate) guards: Vec<Box<dyn Send>>,
+    /// Whether the request is logged (`enable-access-log`).
+    pub(crate) access_log: bool,
 }
 
 /// Runs the stages on `req`; an `Err` is answered by the gateway itself
 /// ([`LocalError::response`]). The access log and metrics are written by
-/// [`finish::complete`] around whatever comes out.
+/// [`finish::complete`] around whatever comes out. Once a route is known,
+/// its CORS headers go on every answer, the gateway's own included (as
+/// ingress-nginx's `more_set_headers` puts them on every status).
 pub(crate) async fn run<B>(
     ex: &mut Exchange<'_>,
     req: Request<B>,
@@ -92,20 +103,59 @@ where
     B::Error: Into<BoxError>,
 {
     let (head, body) = req.into_parts();
-    let shared = ex.shared;
-    let config = &shared.config;
+    let config = &ex.shared.config;
     let host = resolve::host(&head, &mut ex.record)?;
     misdirected::check(config, ex.conn, ex.snapshot, &host)?;
-    let route = resolve::route(ex.snapshot, ex.conn, &head, host, &mut ex.record)?;
-    if let Some(r) = redirect::to_https(config, ex.conn, &route) {
-        return Ok(r);
+    let target = resolve::target(ex.conn, &head, &mut ex.record)?;
+    let snapshot = ex.snapshot;
+    let route = match resolve::route(
+        snapshot,
+        config,
+        ex.conn,
+        &head,
+        host,
+        &target,
+        &mut ex.record,
+    )? {
+        Routed::Route(r) => r,
+        Routed::Answer(a) => return Ok(a),
+    };
+    if let Some(p) = route.policy {
+        ex.access_log = p.logs.access_log;
     }
-    let hsts = redirect::hsts(config, ex.conn, &route);
-    let upstream = backend::select(ex.snapshot, &route, &mut ex.record)?;
+    let mut resp = match routed(ex, &route, head, body).await {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    };
+    if let Some(f) = &route.forward {
+        cors::add(resp.headers_mut(), &f.cors_headers);
+    }
+    Ok(resp)
+}
+
+/// The stages after a route is known.
+async fn routed<B>(
+    ex: &mut Exchange<'_>,
+    route: &Resolved<'_>,
+    head: http::request::Parts,
+    body: B,
+) -> Result<Response<GatewayBody>, LocalError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let config = &ex.shared.config;
+    let granted = match access::check(ex.snapshot, config, ex.conn, route, &head).await? {
+        Access::Allowed(g) => g,
+        Access::Answer(a) => return Ok(a),
+    };
+    let hsts = redirect::hsts(config, ex.conn, route);
+    let upstream = backend::select(ex.snapshot, route, &mut ex.record)?;
+    let body_limit = limits::body_limit(config, route);
     limits::check_framing(&head.headers)?;
-    limits::check_declared_length(&config.limits, &head.headers)?;
-    let body = limits::limit_body(body, &config.limits);
+    limits::check_declared_length(body_limit, &head.headers)?;
+    let body = limits::limit_body(body, body_limit);
     let body = commit::committed(body, &upstream).await?;
-    let forwarded = forward::forward(ex, &route, &upstream, head, body).await?;
+    let forwarded = forward::forward(ex, route, &upstream, head, body, &granted).await?;
     Ok(finish::response(config, hsts, forwarded))
 }

@@ -1,35 +1,39 @@
-//! Stage 2, redirect: HTTPS for hosts with TLS.
+//! Stage 2, redirect: the redirects route resolution decided, and HSTS.
 //!
-//! A plain-HTTP request to a host with a `spec.tls` entry gets a 308 to
-//! the same path and query over HTTPS, unless the Ingress opted out
-//! (`sluice.dev/ssl-redirect: "false"`) or redirects are off
-//! ([`GatewayConfig::ssl_redirect`]). The `Location` names the normalized
-//! host, the configured HTTPS port when it is not 443, and the normalized
-//! path. HTTPS responses for such hosts carry HSTS ([`hsts`], applied by
+//! [`crate::routes::RouteTable::resolve`] decides every redirect — HTTP to
+//! HTTPS for hosts with TLS (308; per Ingress `sluice.dev/ssl-redirect`, or
+//! in ingress-nginx mode `ssl-redirect`/`force-ssl-redirect` and the
+//! ConfigMap's `http-redirect-code`), `permanent-redirect` and
+//! `temporal-redirect` with their codes, `app-root` (302),
+//! `from-to-www-redirect`, a `rewrite-target` that is a URL (302) and
+//! nginx's trailing-slash 301 — with its status and `Location`; this
+//! stage answers it. The `Location` names the HTTPS port
+//! ([`GatewayConfig::https_redirect_port`]) when it is not 443. HTTPS
+//! responses for hosts with TLS carry HSTS ([`hsts`], applied by
 //! [`super::finish`]).
 
-use http::Response;
+use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::gateway::body::GatewayBody;
+use crate::gateway::body::{GatewayBody, full};
 use crate::gateway::config::GatewayConfig;
-use crate::gateway::errors::redirect;
 use crate::gateway::service::ConnCtx;
-use crate::routes::NormalizedRequest;
-use crate::routes::host::normalize_request_host;
+use crate::routes::Redirect;
 
 use super::Resolved;
 
-/// The 308 to HTTPS, when this request gets one.
-pub(crate) fn to_https(
-    config: &GatewayConfig,
-    conn: &ConnCtx,
-    route: &Resolved<'_>,
-) -> Option<Response<GatewayBody>> {
-    if conn.tls || !route.wants_https || !config.ssl_redirect {
-        return None;
+/// The answer to a redirect.
+pub(crate) fn answer(r: &Redirect<'_>) -> Response<GatewayBody> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let mut resp = Response::new(full(format!("redirecting to {}\n", r.location)));
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&r.location) {
+        resp.headers_mut().insert(header::LOCATION, v);
     }
-    let loc = location(&route.host, config.https_redirect_port, &route.target)?;
-    Some(redirect(&loc))
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
 /// The `Strict-Transport-Security` value for this request's response:
@@ -45,42 +49,28 @@ pub(crate) fn hsts<'c>(
         .filter(|_| conn.tls && route.host_has_tls)
 }
 
-/// `https://host[:port]/path[?query]`; `None` when the host is not a
-/// valid host name (then no redirect is made).
-fn location(host: &str, port: Option<u16>, target: &NormalizedRequest) -> Option<String> {
-    let host = normalize_request_host(host)?;
-    let mut loc = format!("https://{host}");
-    if let Some(p) = port.filter(|p| *p != 443) {
-        loc.push_str(&format!(":{p}"));
-    }
-    loc.push_str(target.path.as_str());
-    if let Some(q) = &target.query {
-        loc.push('?');
-        loc.push_str(q);
-    }
-    Some(loc)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::normalize;
+    use crate::routes::RedirectReason;
 
     #[test]
-    fn locations() {
-        let t = normalize("/a/../b?x=1").unwrap();
-        assert_eq!(
-            location("App.Test.:80", None, &t).as_deref(),
-            Some("https://app.test/b?x=1")
-        );
-        assert_eq!(
-            location("app.test", Some(8443), &t).as_deref(),
-            Some("https://app.test:8443/b?x=1")
-        );
-        assert_eq!(
-            location("app.test", Some(443), &normalize("/").unwrap()).as_deref(),
-            Some("https://app.test/")
-        );
-        assert_eq!(location("bad host", None, &t), None);
+    fn answers_carry_status_and_location() {
+        let r = answer(&Redirect {
+            status: 301,
+            location: "https://a.test/x/?q".into(),
+            reason: RedirectReason::TrailingSlash,
+            route: None,
+        });
+        assert_eq!(r.status(), 301);
+        assert_eq!(r.headers()[header::LOCATION], "https://a.test/x/?q");
+        let r = answer(&Redirect {
+            status: 308,
+            location: "bad\nvalue".into(),
+            reason: RedirectReason::Https,
+            route: None,
+        });
+        assert_eq!(r.status(), 308);
+        assert!(!r.headers().contains_key(header::LOCATION));
     }
 }

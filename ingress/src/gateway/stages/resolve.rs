@@ -1,4 +1,4 @@
-//! Stage 1, resolve: which route a request takes.
+//! Stage 1, resolve: which route a request takes, and what to do with it.
 //!
 //! The host is `:authority` (HTTP/2, or an HTTP/1.1 absolute-form target,
 //! which overrides Host as RFC 9112 §3.2.2 says), else the single Host
@@ -6,43 +6,61 @@
 //! whose Host names another host than `:authority` (RFC 9113 §8.3.1), is
 //! 400. An HTTP/1 target that carried a `#` is 400 ([`crate::gateway::wire`]
 //! finds it: hyper cuts fragments off silently). The path goes through
-//! [`crate::routes::normalize`] (refused → 400) and the normalized path is
-//! looked up in the snapshot's route table: no rule and no default backend
-//! → 404.
+//! [`crate::routes::normalize`] (refused → 400) and the snapshot's route
+//! table resolves the request ([`crate::routes::RouteTable::resolve`]): a
+//! redirect or a CORS preflight is answered here ([`super::redirect`]), a
+//! denied route is 503 (fail closed), no rule and no default backend is
+//! 404, and a forward carries the upstream path, Host, `X-Forwarded-Prefix`
+//! and CORS headers the later stages apply. With the gateway's HTTPS
+//! redirect off ([`GatewayConfig::ssl_redirect`]), a request the table
+//! would send to HTTPS is resolved as if it had come over HTTPS.
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Version, header};
+use http::{Response, Version, header};
 
-use crate::routes::{Backend, IngressRef, Lookup, NormalizedRequest, Reject, Route, normalize};
+use crate::annotations::IngressPolicy;
+use crate::routes::{
+    Backend, Forward, NormalizedRequest, RedirectReason, Reject, RequestFacts, Resolution, Scheme,
+    normalize,
+};
 
 use crate::gateway::Snapshot;
 use crate::gateway::access_log::AccessRecord;
+use crate::gateway::body::GatewayBody;
+use crate::gateway::config::GatewayConfig;
 use crate::gateway::errors::LocalError;
 use crate::gateway::service::ConnCtx;
 use crate::gateway::wire::Fingerprint;
 
-/// A request's route: what the stages after [`resolve`] decide on.
+use super::redirect;
+
+/// A request's route: what the stages after [`route`] decide on.
 #[derive(Debug)]
-pub(crate) struct Resolved<'s> {
+pub(crate) struct Resolved<'a> {
     /// The request's host as received (`:authority` or Host).
     pub(crate) host: String,
     /// The normalized path and the query as received.
-    pub(crate) target: NormalizedRequest,
-    /// The matched rule; `None` when the default backend applies. The
-    /// per-route policy stages (ingress-nginx annotations) read their
-    /// settings from it.
-    #[allow(dead_code, reason = "read by the per-route policy stages")]
-    pub(crate) rule: Option<&'s Route>,
+    pub(crate) target: &'a NormalizedRequest,
+    /// The rule's ingress-nginx policy, in ingress-nginx mode (the
+    /// per-route stages read their settings from it); `None` for the
+    /// default backend and in the Ingress specification's mode.
+    pub(crate) policy: Option<&'a IngressPolicy>,
     /// Where the request goes.
-    pub(crate) backend: &'s Backend,
-    /// The Ingress that routed it.
-    pub(crate) ingress: &'s IngressRef,
+    pub(crate) backend: &'a Backend,
     /// Whether the request host has a `spec.tls` entry.
     pub(crate) host_has_tls: bool,
-    /// Whether a plain-HTTP request should be redirected to HTTPS (TLS
-    /// host, and the Ingress did not opt out).
-    pub(crate) wants_https: bool,
+    /// What resolution decided for the upstream request (path, Host,
+    /// `X-Forwarded-Prefix`, CORS headers); `None` for the default backend.
+    pub(crate) forward: Option<Forward<'a>>,
+}
+
+/// What [`route`] found: a route, or the answer itself.
+pub(crate) enum Routed<'a> {
+    /// Go on with the stages.
+    Route(Resolved<'a>),
+    /// A redirect or a CORS preflight answer.
+    Answer(Response<GatewayBody>),
 }
 
 /// The request's host (see [`request_host`]), recorded in `record`.
@@ -52,16 +70,13 @@ pub(crate) fn host(head: &Parts, record: &mut AccessRecord) -> Result<String, Lo
     Ok(host)
 }
 
-/// Resolves the route of `head` (whose host is `host`) in `snapshot`,
-/// writing path and Ingress into `record` as they become known (a refused
-/// request is logged with what it sent).
-pub(crate) fn route<'s>(
-    snapshot: &'s Snapshot,
+/// The normalized target of `head`, recorded in `record` (a refused one
+/// is logged as sent).
+pub(crate) fn target(
     conn: &ConnCtx,
     head: &Parts,
-    host: String,
     record: &mut AccessRecord,
-) -> Result<Resolved<'s>, LocalError> {
+) -> Result<NormalizedRequest, LocalError> {
     let raw = head
         .uri
         .path_and_query()
@@ -74,29 +89,87 @@ pub(crate) fn route<'s>(
     }
     let target = normalize(raw).map_err(LocalError::BadPath)?;
     record.path = target.path.as_str().to_owned();
-    let resolved = match snapshot.routing.table.lookup(&host, &target.path) {
-        Lookup::Route(m) => Resolved {
-            rule: Some(m.route),
-            backend: &m.route.backend,
-            ingress: &m.route.ingress,
-            host_has_tls: m.tls.is_some(),
-            wants_https: m.redirect_to_https(),
-            host,
-            target,
+    Ok(target)
+}
+
+/// Resolves `head` (whose host is `host`, whose target is `target`) in
+/// `snapshot`, writing the Ingress into `record`.
+pub(crate) fn route<'a>(
+    snapshot: &'a Snapshot,
+    config: &GatewayConfig,
+    conn: &ConnCtx,
+    head: &Parts,
+    host: String,
+    target: &'a NormalizedRequest,
+    record: &mut AccessRecord,
+) -> Result<Routed<'a>, LocalError> {
+    let table = &snapshot.routing.table;
+    let origin = head
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let mut facts = RequestFacts {
+        scheme: if conn.tls {
+            Scheme::Https
+        } else {
+            Scheme::Http
         },
-        Lookup::Default(d) => Resolved {
-            rule: None,
-            backend: &d.backend,
-            ingress: &d.ingress,
-            host_has_tls: false,
-            wants_https: false,
-            host,
-            target,
-        },
-        Lookup::NoRoute => return Err(LocalError::NoRoute),
+        host: &host,
+        server_port: conn.local.port(),
+        https_port: config.https_redirect_port.unwrap_or(443),
+        method: &head.method,
+        origin,
     };
-    record.ingress = resolved.ingress.to_string();
-    Ok(resolved)
+    let mut resolution = table.resolve(&facts, target);
+    if let Resolution::Redirect(r) = &resolution
+        && r.reason == RedirectReason::Https
+        && !config.ssl_redirect
+    {
+        facts.scheme = Scheme::Https;
+        resolution = table.resolve(&facts, target);
+    }
+    let (rule, backend, ingress, host_has_tls, forward) = match resolution {
+        Resolution::Redirect(r) => {
+            if let Some(route) = r.route {
+                record.ingress = route.ingress.to_string();
+            }
+            return Ok(Routed::Answer(redirect::answer(&r)));
+        }
+        Resolution::Preflight { route, headers } => {
+            record.ingress = route.ingress.to_string();
+            return Ok(Routed::Answer(super::cors::preflight(&headers)));
+        }
+        Resolution::Deny { route, denials } => {
+            record.ingress = route.ingress.to_string();
+            let why = denials
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(LocalError::Denied(why));
+        }
+        Resolution::Forward(f) => (
+            Some(f.route),
+            &f.route.backend,
+            &f.route.ingress,
+            f.tls.is_some(),
+            Some(f),
+        ),
+        Resolution::Default(d) => (None, &d.backend, &d.ingress, false, None),
+        Resolution::NoRoute => return Err(LocalError::NoRoute),
+    };
+    record.ingress = ingress.to_string();
+    let policy = rule
+        .filter(|_| table.is_ingress_nginx())
+        .map(|r| r.policy.as_ref());
+    Ok(Routed::Route(Resolved {
+        host,
+        target,
+        policy,
+        backend,
+        host_has_tls,
+        forward,
+    }))
 }
 
 /// The fingerprint [`crate::gateway::wire::RequestLineScan`] takes of a
@@ -198,16 +271,29 @@ mod tests {
             sni: None,
             state: std::sync::Arc::new(crate::gateway::server::ConnState::new()),
         };
-        let resolve = |h: &Parts, rec: &mut AccessRecord| {
+        let config = GatewayConfig::default();
+        // (path, query, ingress, has a forward, host has TLS).
+        type Summary = (String, Option<String>, String, bool, bool);
+        let resolve = |h: &Parts, rec: &mut AccessRecord| -> Result<Summary, LocalError> {
             let host = host(h, rec)?;
-            route(&snap, &conn, h, host, rec)
+            let t = target(&conn, h, rec)?;
+            match route(&snap, &config, &conn, h, host, &t, rec)? {
+                Routed::Route(r) => Ok((
+                    r.target.path.as_str().to_owned(),
+                    r.target.query.clone(),
+                    rec.ingress.clone(),
+                    r.forward.is_some(),
+                    r.host_has_tls,
+                )),
+                Routed::Answer(a) => panic!("answered {}", a.status()),
+            }
         };
         let mut rec = AccessRecord::default();
         let r = resolve(&head(Version::HTTP_11, "/x/../y?q", &["a.test"]), &mut rec).unwrap();
-        assert_eq!(r.target.path.as_str(), "/y");
-        assert_eq!(r.target.query.as_deref(), Some("q"));
-        assert_eq!(r.ingress.to_string(), "ns/app");
-        assert!(r.rule.is_some() && !r.host_has_tls && !r.wants_https);
+        assert_eq!(
+            r,
+            ("/y".into(), Some("q".into()), "ns/app".into(), true, false)
+        );
         assert_eq!((rec.host.as_str(), rec.path.as_str()), ("a.test", "/y"));
 
         let mut rec = AccessRecord::default();
