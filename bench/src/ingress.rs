@@ -7,6 +7,11 @@
 //! median and best requests/s, median p50/p99 latency, proxy CPU per
 //! request (utime + stime of the proxy's process tree from
 //! `/proc/PID/stat`), and peak RSS (`VmHWM`, summed over the tree).
+//!
+//! `--access-log on` has every proxy log every request to a file;
+//! `--access-log both` runs each proxy twice, without and with its log
+//! (`NAME+log`), and adds the paired per-round ratios (log on against
+//! off, sluice against each peer) with their min, max and median.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ingress_backend::BODY;
-use crate::ingress_load::{LoadResult, Test};
+use crate::ingress_load::{LoadResult, Target, Test};
 use crate::ingress_peers::{PeerSetup, haproxy_conf, nginx_conf};
 
 /// The CPU the proxies run on.
@@ -24,11 +29,36 @@ const PROXY_CPU: usize = 0;
 /// The CPU the backend and the load generators run on.
 const LOAD_CPU: usize = 1;
 
+/// Which proxies log every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogMode {
+    /// None (the default).
+    Off,
+    /// All.
+    On,
+    /// Each proxy twice: without and with its log.
+    Both,
+}
+
+impl LogMode {
+    /// The access log settings each proxy runs with.
+    fn variants(self) -> &'static [bool] {
+        match self {
+            LogMode::Off => &[false],
+            LogMode::On => &[true],
+            LogMode::Both => &[false, true],
+        }
+    }
+}
+
 struct Options {
     sluice: PathBuf,
     rounds: usize,
     secs: u64,
     haproxy: bool,
+    access_log: LogMode,
+    h1_connections: u32,
+    tests: Vec<Test>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -37,6 +67,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         rounds: 3,
         secs: 10,
         haproxy: true,
+        access_log: LogMode::Off,
+        h1_connections: 50,
+        tests: Test::ALL.to_vec(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -46,13 +79,44 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--duration" => o.secs = value()?.parse().map_err(|e| format!("--duration: {e}"))?,
             "--no-haproxy" => o.haproxy = false,
+            "--access-log" => {
+                o.access_log = match value()?.as_str() {
+                    "off" => LogMode::Off,
+                    "on" => LogMode::On,
+                    "both" => LogMode::Both,
+                    v => return Err(format!("--access-log {v}: off, on or both")),
+                }
+            }
+            "--connections" => {
+                o.h1_connections = value()?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?;
+            }
+            "--tests" => {
+                o.tests = value()?
+                    .split(',')
+                    .map(|t| Test::from_short(t).ok_or(format!("--tests {t}: h1, h2 or tls")))
+                    .collect::<Result<_, _>>()?;
+            }
             _ => return Err(format!("unknown argument {a}")),
         }
     }
-    if o.rounds == 0 || o.secs == 0 {
-        return Err("--rounds and --duration must be positive".into());
+    if o.rounds == 0 || o.secs == 0 || o.h1_connections == 0 || o.tests.is_empty() {
+        return Err("--rounds, --duration, --connections and --tests must be positive".into());
     }
     Ok(o)
+}
+
+/// A proxy's display name: `NAME` or `NAME+log`.
+fn proxy_name(base: &str, log: bool) -> &'static str {
+    match (base, log) {
+        ("sluice", false) => "sluice",
+        ("sluice", true) => "sluice+log",
+        ("nginx", false) => "nginx",
+        ("nginx", true) => "nginx+log",
+        ("haproxy", false) => "haproxy",
+        _ => "haproxy+log",
+    }
 }
 
 fn free_port() -> Result<u16, String> {
@@ -75,6 +139,8 @@ struct Proc {
     child: Child,
     http_port: u16,
     https_port: u16,
+    /// The file its access log lines go to, when it logs.
+    access_log: Option<PathBuf>,
 }
 
 impl Drop for Proc {
@@ -197,7 +263,13 @@ fn spawn(
     log: &Path,
     ports: (u16, u16),
 ) -> Result<Proc, String> {
-    let file = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    // Appending, so that truncating it between runs leaves no hole.
+    let _ = fs::remove_file(log);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
     let child = cmd
         .stdin(Stdio::null())
         .stdout(file.try_clone().map_err(|e| e.to_string())?)
@@ -209,7 +281,29 @@ fn spawn(
         child,
         http_port: ports.0,
         https_port: ports.1,
+        access_log: None,
     })
+}
+
+/// Lines in the access log file `path` (every line of sluice's stderr and
+/// HAProxy's stdout is one), which is then emptied for the next run.
+fn take_log_lines(path: &Path) -> Result<u64, String> {
+    let mut lines = 0u64;
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(0))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(lines)
 }
 
 fn pinned(cpu: usize, program: &Path) -> Command {
@@ -342,7 +436,8 @@ impl Cell {
     }
 }
 
-/// `sluice-bench ingress [--sluice BIN] [--rounds R] [--duration SECS] [--no-haproxy]`
+/// `sluice-bench ingress [--sluice BIN] [--rounds R] [--duration SECS] [--no-haproxy]
+/// [--access-log off|on|both] [--connections N] [--tests h1,h2,tls]`
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse_args(args)?;
     for tool in ["taskset", "wrk", "h2load", "nginx"] {
@@ -387,51 +482,79 @@ fn run_in(o: &Options, haproxy: bool, dir: &Path) -> Result<(), String> {
     )?;
 
     let mut procs: Vec<Proc> = Vec::new();
-
-    // sluice-ingress.
     let manifests = dir.join("manifests");
     write_manifests(&manifests, backend, &cert_pem, &key_pem)?;
-    let ports = (free_port()?, free_port()?);
-    let mut cmd = pinned(PROXY_CPU, &o.sluice);
-    cmd.env("RUST_LOG", "warn")
+    for &log in o.access_log.variants() {
+        // sluice-ingress: the access log (its default, `fields`) goes to
+        // stderr, which is this file.
+        let name = proxy_name("sluice", log);
+        let ports = (free_port()?, free_port()?);
+        let mut cmd = pinned(PROXY_CPU, &o.sluice);
+        cmd.env(
+            "RUST_LOG",
+            if log {
+                "warn,sluice_ingress::access=info"
+            } else {
+                "warn"
+            },
+        )
         .arg("--manifests")
         .arg(&manifests)
         .args(["--http-addr", &format!("127.0.0.1:{}", ports.0)])
         .args(["--https-addr", &format!("127.0.0.1:{}", ports.1)])
         .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
         .args(["--default-ssl-certificate", "bench/bench-cert"])
-        .args(["--worker-threads", "1", "--access-log", "off"]);
-    procs.push(spawn("sluice", &mut cmd, &dir.join("sluice.log"), ports)?);
-
-    // nginx.
-    let ports = (free_port()?, free_port()?);
-    let setup = PeerSetup {
-        http_port: ports.0,
-        https_port: ports.1,
-        backend,
-        cert: &cert_path,
-        key: &key_path,
-        combined: &combined,
-        dir,
-    };
-    let conf = dir.join("nginx.conf");
-    fs::write(&conf, nginx_conf(&setup)).map_err(|e| e.to_string())?;
-    let mut cmd = pinned(PROXY_CPU, Path::new("nginx"));
-    cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
-    procs.push(spawn("nginx", &mut cmd, &dir.join("nginx.log"), ports)?);
-
-    if haproxy {
+        .args(["--worker-threads", "1"])
+        .args(["--access-log", if log { "fields" } else { "off" }]);
+        let out = dir.join(format!("{name}.log"));
+        let mut p = spawn(name, &mut cmd, &out, ports)?;
+        p.access_log = log.then_some(out);
+        procs.push(p);
+    }
+    for &log in o.access_log.variants() {
+        let name = proxy_name("nginx", log);
         let ports = (free_port()?, free_port()?);
         let setup = PeerSetup {
             http_port: ports.0,
             https_port: ports.1,
-            ..setup
+            backend,
+            cert: &cert_path,
+            key: &key_path,
+            combined: &combined,
+            dir,
+            name,
+            access_log: log,
         };
-        let conf = dir.join("haproxy.cfg");
+        let conf = dir.join(format!("{name}.conf"));
+        fs::write(&conf, nginx_conf(&setup)).map_err(|e| e.to_string())?;
+        let mut cmd = pinned(PROXY_CPU, Path::new("nginx"));
+        cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
+        let mut p = spawn(name, &mut cmd, &dir.join(format!("{name}.log")), ports)?;
+        p.access_log = log.then(|| dir.join(format!("{name}-access.log")));
+        procs.push(p);
+    }
+    for &log in o.access_log.variants().iter().filter(|_| haproxy) {
+        let name = proxy_name("haproxy", log);
+        let ports = (free_port()?, free_port()?);
+        let setup = PeerSetup {
+            http_port: ports.0,
+            https_port: ports.1,
+            backend,
+            cert: &cert_path,
+            key: &key_path,
+            combined: &combined,
+            dir,
+            name,
+            access_log: log,
+        };
+        let conf = dir.join(format!("{name}.cfg"));
         fs::write(&conf, haproxy_conf(&setup)).map_err(|e| e.to_string())?;
         let mut cmd = pinned(PROXY_CPU, Path::new("haproxy"));
         cmd.arg("-db").arg("-f").arg(&conf);
-        procs.push(spawn("haproxy", &mut cmd, &dir.join("haproxy.log"), ports)?);
+        let out = dir.join(format!("{name}.log"));
+        let mut p = spawn(name, &mut cmd, &out, ports)?;
+        p.access_log = log.then_some(out);
+        procs.push(p);
     }
 
     for p in &mut procs {
@@ -445,25 +568,29 @@ fn run_in(o: &Options, haproxy: bool, dir: &Path) -> Result<(), String> {
         o.secs
     );
 
+    let target = |p: &Proc, secs: u64| Target {
+        http_port: p.http_port,
+        https_port: p.https_port,
+        secs,
+        cpu: LOAD_CPU,
+        h1_connections: o.h1_connections,
+        scratch: dir,
+    };
     // Warm-up: connections to the backend, caches, allocator.
     for p in &procs {
-        crate::ingress_load::run(
-            Test::H1KeepAlive,
-            p.http_port,
-            p.https_port,
-            2,
-            LOAD_CPU,
-            dir,
-        )?;
+        crate::ingress_load::run(Test::H1KeepAlive, &target(p, 2))?;
+        if let Some(log) = &p.access_log {
+            take_log_lines(log)?;
+        }
     }
 
     let mut cells: Vec<Vec<Cell>> = procs
         .iter()
-        .map(|_| Test::ALL.iter().map(|_| Cell::default()).collect())
+        .map(|_| o.tests.iter().map(|_| Cell::default()).collect())
         .collect();
     let mut tls_notes: Vec<String> = vec![String::new(); procs.len()];
     for round in 0..o.rounds {
-        for (ti, &test) in Test::ALL.iter().enumerate() {
+        for (ti, &test) in o.tests.iter().enumerate() {
             // Alternate who goes first.
             let n = procs.len();
             for k in 0..n {
@@ -472,22 +599,25 @@ fn run_in(o: &Options, haproxy: bool, dir: &Path) -> Result<(), String> {
                 let pid = p.child.id();
                 let cpu0 = cpu_secs(pid);
                 let t0 = Instant::now();
-                let r = crate::ingress_load::run(
-                    test,
-                    p.http_port,
-                    p.https_port,
-                    o.secs,
-                    LOAD_CPU,
-                    dir,
-                )?;
+                let r = crate::ingress_load::run(test, &target(p, o.secs))?;
                 let wall = t0.elapsed().as_secs_f64();
                 let cpu = cpu_secs(pid) - cpu0;
                 let total = (r.requests + r.errors).max(1) as f64;
+                // Lines logged per request wrk or h2load counted (slightly
+                // above 1: requests cut at the end are logged too).
+                let logged = match &p.access_log {
+                    Some(log) => {
+                        // Let buffered lines reach the file.
+                        std::thread::sleep(Duration::from_millis(300));
+                        format!("  log {:.3} lines/req", take_log_lines(log)? as f64 / total)
+                    }
+                    None => String::new(),
+                };
                 eprintln!(
-                    "round {} {:<8} {:<36} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}  cpu {:.0}%  {:.1} µs/req",
+                    "round {} {:<11} {:<36} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  errors {}  cpu {:.0}%  {:.1} µs/req{logged}",
                     round + 1,
                     p.name,
-                    test.name(),
+                    test.name(o.h1_connections),
                     r.rps,
                     r.p50.as_secs_f64() * 1e6,
                     r.p99.as_secs_f64() * 1e6,
@@ -532,7 +662,7 @@ fn print_report(procs: &[Proc], cells: &[Vec<Cell>], tls: &[String], o: &Options
         rule.push_str(" --- |");
     }
     println!("{header}\n{rule}");
-    for (ti, test) in Test::ALL.iter().enumerate() {
+    for (ti, test) in o.tests.iter().enumerate() {
         let rows: [Row; 7] = [
             ("req/s (median)", Cell::rps),
             ("req/s (best)", Cell::best_rps),
@@ -543,7 +673,7 @@ fn print_report(procs: &[Proc], cells: &[Vec<Cell>], tls: &[String], o: &Options
             ("proxy CPU % of a core", Cell::util),
         ];
         for (label, f) in rows {
-            let mut line = format!("| {} | {label} |", test.name());
+            let mut line = format!("| {} | {label} |", test.name(o.h1_connections));
             let vals: Vec<f64> = cells.iter().map(|c| f(&c[ti])).collect();
             for v in &vals {
                 line.push_str(&format!(" {} |", fmt_val(*v)));
@@ -564,7 +694,60 @@ fn print_report(procs: &[Proc], cells: &[Vec<Cell>], tls: &[String], o: &Options
     }
     println!("{line}\n");
     for (n, t) in names.iter().zip(tls) {
-        println!("{n} TLS (h2load): {t}");
+        if !t.is_empty() {
+            println!("{n} TLS (h2load): {t}");
+        }
+    }
+    print_paired_ratios(&names, cells, o);
+}
+
+/// Pairs whose same-round ratios are reported: (numerator, denominator).
+const PAIRS: [(&str, &str); 6] = [
+    ("sluice", "nginx"),
+    ("sluice+log", "nginx+log"),
+    ("sluice+log", "sluice"),
+    ("nginx+log", "nginx"),
+    ("sluice", "haproxy"),
+    ("sluice+log", "haproxy+log"),
+];
+
+/// Per test and pair, the ratios of requests/s and of CPU per request of
+/// runs in the same round (which ran back to back): min–max and median.
+fn print_paired_ratios(names: &[&str], cells: &[Vec<Cell>], o: &Options) {
+    println!(
+        "\n| test | pair | req/s ratio per round (min–max) | median | CPU per request ratio (median) |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (ti, test) in o.tests.iter().enumerate() {
+        for (a, b) in PAIRS {
+            let (Some(ia), Some(ib)) = (
+                names.iter().position(|n| *n == a),
+                names.iter().position(|n| *n == b),
+            ) else {
+                continue;
+            };
+            let (ca, cb) = (&cells[ia][ti], &cells[ib][ti]);
+            let rps: Vec<f64> = ca
+                .runs
+                .iter()
+                .zip(&cb.runs)
+                .map(|(x, y)| x.rps / y.rps.max(1e-9))
+                .collect();
+            let cpu: Vec<f64> = ca
+                .cpu_us_per_req
+                .iter()
+                .zip(&cb.cpu_us_per_req)
+                .map(|(x, y)| x / y.max(1e-9))
+                .collect();
+            let lo = rps.iter().copied().fold(f64::MAX, f64::min);
+            println!(
+                "| {} | {a} / {b} | {lo:.2}–{:.2} | {:.2} | {:.2} |",
+                test.name(o.h1_connections),
+                max(rps.iter().copied()),
+                median(rps),
+                median(cpu)
+            );
+        }
     }
 }
 

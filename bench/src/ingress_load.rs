@@ -8,7 +8,8 @@ use std::time::Duration;
 /// One load test shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Test {
-    /// `wrk -t1 -c50 --latency` over cleartext HTTP/1.1 keep-alive.
+    /// `wrk -t1 -cN --latency` over cleartext HTTP/1.1 keep-alive (N = 50
+    /// unless `--connections` says otherwise).
     H1KeepAlive,
     /// `h2load -c10 -m10` over TLS with ALPN h2 (one handshake per
     /// connection, then many streams).
@@ -22,14 +23,44 @@ impl Test {
     /// Every test, in run order.
     pub const ALL: [Test; 3] = [Test::H1KeepAlive, Test::H2Tls, Test::TlsNewConn];
 
-    /// Short name for tables.
-    pub fn name(self) -> &'static str {
+    /// Short name for tables; `h1_connections` is the HTTP/1.1 test's
+    /// connection count.
+    pub fn name(self, h1_connections: u32) -> String {
         match self {
-            Test::H1KeepAlive => "HTTP/1.1 keep-alive (wrk -t1 -c50)",
-            Test::H2Tls => "HTTP/2 over TLS (h2load -c10 -m10)",
-            Test::TlsNewConn => "new TLS connection per request (wrk -t1 -c20, Connection: close)",
+            Test::H1KeepAlive => format!("HTTP/1.1 keep-alive (wrk -t1 -c{h1_connections})"),
+            Test::H2Tls => "HTTP/2 over TLS (h2load -c10 -m10)".into(),
+            Test::TlsNewConn => {
+                "new TLS connection per request (wrk -t1 -c20, Connection: close)".into()
+            }
         }
     }
+
+    /// The test named `short` on the command line (`h1`, `h2`, `tls`).
+    pub fn from_short(short: &str) -> Option<Test> {
+        match short {
+            "h1" => Some(Test::H1KeepAlive),
+            "h2" => Some(Test::H2Tls),
+            "tls" => Some(Test::TlsNewConn),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how long a load test runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Cleartext port on 127.0.0.1.
+    pub http_port: u16,
+    /// TLS port on 127.0.0.1.
+    pub https_port: u16,
+    /// Seconds of load.
+    pub secs: u64,
+    /// The CPU the load generator is pinned to.
+    pub cpu: usize,
+    /// Connections of the HTTP/1.1 keep-alive test.
+    pub h1_connections: u32,
+    /// Directory for h2load's request log.
+    pub scratch: &'a Path,
 }
 
 /// What one load run measured.
@@ -49,27 +80,21 @@ pub struct LoadResult {
     pub tls: String,
 }
 
-/// Runs `test` against a proxy listening on `http_port`/`https_port` of
-/// 127.0.0.1 for `secs` seconds, pinned to `cpu`.
-pub fn run(
-    test: Test,
-    http_port: u16,
-    https_port: u16,
-    secs: u64,
-    cpu: usize,
-    scratch: &Path,
-) -> Result<LoadResult, String> {
-    let pin = cpu.to_string();
+/// Runs `test` against the proxy of `t`.
+pub fn run(test: Test, t: &Target<'_>) -> Result<LoadResult, String> {
+    let (http_port, https_port, secs, scratch) = (t.http_port, t.https_port, t.secs, t.scratch);
+    let pin = t.cpu.to_string();
     let d = format!("{secs}s");
     match test {
         Test::H1KeepAlive => {
             let url = format!("http://127.0.0.1:{http_port}/");
+            let conns = format!("-c{}", t.h1_connections);
             let out = output(Command::new("taskset").args([
                 "-c",
                 &pin,
                 "wrk",
                 "-t1",
-                "-c50",
+                &conns,
                 "-d",
                 &d,
                 "--latency",

@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
         Some("overlay-sync") => overlay_sync::run(&args[1..]),
         Some("ingress") => ingress::run(&args[1..]),
         Some("ingress-backend") => ingress_backend::run(&args[1..]),
-        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN] | overlay-sync [--nodes N] [--rounds R] | ingress [--sluice BIN] [--rounds R] [--duration SECS] [--no-haproxy]".into()),
+        _ => Err("usage: sluice-bench ipvs-sync [--services N] [--dests M] [--rounds R] | proxy-sync [--services N] [--rounds R] [--proxy BIN] | overlay-sync [--nodes N] [--rounds R] | ingress [--sluice BIN] [--rounds R] [--duration SECS] [--no-haproxy] [--access-log off|on|both] [--connections N] [--tests h1,h2,tls]".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

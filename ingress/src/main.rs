@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use sluice_ingress::controller::flags::NginxFlags;
 use sluice_ingress::controller::leader::LeaseConfig;
 use sluice_ingress::controller::{self, ControllerConfig, Update};
+use sluice_ingress::gateway::access_log::{AccessLogWriter, LineStyle};
 use sluice_ingress::gateway::{AccessLogFormat, Gateway, GatewayConfig, GatewayFlags, Metrics};
 use sluice_ingress::routes::SecretRef;
 use sluice_ingress::routes::class::DEFAULT_CONTROLLER;
@@ -144,6 +145,25 @@ impl From<AccessLog> for AccessLogFormat {
             AccessLog::Off => Self::Off,
         }
     }
+}
+
+/// The access log's writer to stderr; `None` when it is off, by
+/// `--access-log off` or by `RUST_LOG` filtering its target out (as
+/// `tracing` did when it carried the lines).
+fn access_log_writer(flags: &Flags) -> Result<Option<AccessLogWriter>, String> {
+    let format = AccessLogFormat::from(flags.access_log);
+    if format == AccessLogFormat::Off
+        || !tracing::enabled!(target: "sluice_ingress::access", tracing::Level::INFO)
+    {
+        return Ok(None);
+    }
+    let style = LineStyle {
+        format,
+        json_envelope: flags.log_format == LogFormat::Json,
+    };
+    AccessLogWriter::stderr(style)
+        .map(Some)
+        .map_err(|e| format!("access log writer thread: {e}"))
 }
 
 fn parse_secret_ref(s: &str) -> Result<SecretRef, String> {
@@ -272,6 +292,10 @@ fn log_warnings(update: &Update, logged: &mut Reported<String>) {
 async fn run(flags: Flags) -> Result<(), String> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let access_log = access_log_writer(&flags)?;
+    if let Some(w) = &access_log {
+        w.register(&mut registry);
+    }
     let registry = Arc::new(registry);
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -380,7 +404,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         http_addr: Some(flags.http_addr),
         https_addr: Some(flags.https_addr),
         https_redirect_port: Some(flags.https_addr.port()),
-        access_log: flags.access_log.into(),
+        access_log: access_log.clone(),
         ..GatewayConfig::default()
     };
     flags.gateway.apply(&mut gw_config);
@@ -438,6 +462,9 @@ async fn run(flags: Flags) -> Result<(), String> {
         }
     };
     tokio::join!(server.serve(stopped(stop_rx.clone())), status);
+    if let Some(w) = &access_log {
+        w.flush(Duration::from_secs(2));
+    }
     tracing::info!("stopped");
     Ok(())
 }

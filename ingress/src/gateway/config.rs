@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use super::access_log::AccessLogWriter;
 use rustls::sign::CertifiedKey;
 
 /// Everything the gateway needs besides the routing snapshot.
@@ -43,8 +45,9 @@ pub struct GatewayConfig {
     pub default_certificate: Option<Arc<CertifiedKey>>,
     /// Upstream behaviour: retries and passive ejection.
     pub upstream: UpstreamConfig,
-    /// How access log lines are written.
-    pub access_log: AccessLogFormat,
+    /// Where and how access log lines are written; `None` (the default
+    /// here; the binary writes to stderr) logs nothing.
+    pub access_log: Option<AccessLogWriter>,
     /// Whether request headers whose names contain `_` are forwarded.
     /// `false` (the default) drops them, as nginx does
     /// (`underscores_in_headers off`; ingress-nginx's
@@ -79,7 +82,7 @@ impl Default for GatewayConfig {
             https_redirect_port: None,
             default_certificate: None,
             upstream: UpstreamConfig::default(),
-            access_log: AccessLogFormat::default(),
+            access_log: None,
             allow_underscores_in_headers: false,
             upgrade_protocols: Vec::new(),
             strict_sni_host: true,
@@ -205,18 +208,17 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// Access log output.
+/// What an access log line holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessLogFormat {
     /// No access log.
     Off,
-    /// One `tracing` event per request (target `sluice_ingress::access`)
-    /// with typed fields; the subscriber decides the rendering (its JSON
-    /// formatter gives JSON lines).
+    /// `key=value` fields after the log's usual timestamp, level and
+    /// target `sluice_ingress::access` (JSON fields in a JSON envelope
+    /// with `--log-format json`).
     #[default]
     Fields,
-    /// One `tracing` event per request whose message is a JSON object,
-    /// for subscribers that print plain text.
+    /// One JSON object per request where the message goes.
     Json,
 }
 

@@ -55,10 +55,10 @@ pub(crate) fn complete(
     let completion = Completion {
         record,
         start,
-        format: if ex.access_log {
-            ex.shared.config.access_log
+        log: if ex.access_log {
+            ex.shared.config.access_log.clone()
         } else {
-            crate::gateway::config::AccessLogFormat::Off
+            None
         },
         metrics: ex.shared.metrics.clone(),
         request: Some(ex.request),

@@ -1,10 +1,21 @@
-//! Access log: one `tracing` event per request, target
-//! `sluice_ingress::access`, emitted when the response body ends (or the
-//! client goes away), so it carries the bytes sent and the full duration.
+//! Access log: one line per request, written when the response body ends
+//! (or the client goes away), so it carries the bytes sent and the full
+//! duration.
+//!
+//! * [`line`]: how a line looks (the lines `tracing` printed before).
+//! * [`writer`]: where it goes, in batches, off the request path; when
+//!   the output stalls, lines are dropped and counted, requests never
+//!   wait.
 //!
 //! The same place counts `sluice_ingress_requests` and releases the
 //! per-request guards (endpoint in-flight count, connection activity), so
 //! they all end exactly when the response does.
+
+pub mod line;
+pub mod writer;
+
+pub use line::{LineStyle, TARGET};
+pub use writer::{AccessLogWriter, WriterOptions};
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -15,7 +26,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::body::BoxError;
-use super::config::AccessLogFormat;
 use super::metrics::Metrics;
 use super::server::RequestGuard;
 
@@ -54,7 +64,8 @@ pub struct AccessRecord {
 pub(crate) struct Completion {
     pub(crate) record: AccessRecord,
     pub(crate) start: Instant,
-    pub(crate) format: AccessLogFormat,
+    /// Where the line goes; `None`: not logged.
+    pub(crate) log: Option<AccessLogWriter>,
     pub(crate) metrics: Metrics,
     /// The request on its connection; told whether the response went out.
     pub(crate) request: Option<RequestGuard>,
@@ -74,52 +85,8 @@ impl Drop for Completion {
         }
         let r = &self.record;
         self.metrics.request(&r.ingress, &r.service, r.status);
-        if self.format == AccessLogFormat::Off {
-            return;
-        }
-        // Formatted only when a line is written: the addresses' Display is
-        // a measurable share of a proxied request.
-        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        let client = r.client.map(|c| c.to_string()).unwrap_or_default();
-        let upstream = r.upstream.map(|u| u.to_string()).unwrap_or_default();
-        match self.format {
-            AccessLogFormat::Off => {}
-            AccessLogFormat::Fields => tracing::info!(
-                target: "sluice_ingress::access",
-                client = %client,
-                method = %r.method,
-                host = %r.host,
-                path = %r.path,
-                protocol = r.protocol,
-                tls = r.tls,
-                status = r.status,
-                bytes = r.bytes,
-                duration_ms = ms,
-                ingress = %r.ingress,
-                service = %r.service,
-                upstream = %upstream,
-                attempts = r.attempts,
-                complete = r.complete,
-            ),
-            AccessLogFormat::Json => {
-                let line = serde_json::json!({
-                    "client": client,
-                    "method": r.method,
-                    "host": r.host,
-                    "path": r.path,
-                    "protocol": r.protocol,
-                    "tls": r.tls,
-                    "status": r.status,
-                    "bytes": r.bytes,
-                    "duration_ms": ms,
-                    "ingress": r.ingress,
-                    "service": r.service,
-                    "upstream": upstream,
-                    "attempts": r.attempts,
-                    "complete": r.complete,
-                });
-                tracing::info!(target: "sluice_ingress::access", "{line}");
-            }
+        if let Some(log) = &self.log {
+            log.log(r, self.start.elapsed().as_secs_f64() * 1000.0);
         }
     }
 }
