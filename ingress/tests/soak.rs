@@ -29,9 +29,10 @@
 //! (no traffic is sent to anything the churn removes, so every failure is
 //! the gateway's); the gateway's RSS (`VmRSS`) and open file descriptors
 //! (`/proc/PID/fd`) stay flat: the maximum over the last third of the run
-//! is at most the maximum over the first third + 10 % (file descriptors:
-//! + 10 % or + 4, whichever is more, as the few connections being opened
-//! at a sampling instant make small counts jitter).
+//! is at most the maximum over the first third plus 10 % (file
+//! descriptors: plus 10 % or plus 4, whichever is more, as the few
+//! connections being opened at a sampling instant make small counts
+//! jitter).
 //!
 //! `SLUICE_SOAK_SECS` sets the duration (default 180, what `cargo test`
 //! runs); `SLUICE_SOAK_SEED` replays a churn sequence. The 30-minute run:
