@@ -21,10 +21,11 @@
 //! members, kube-ipvs0's addresses, read back independently) is what it was
 //! before the tamper; and that happened within one sync period plus the
 //! longest full sync of the run (durations from the proxy's own `synced`
-//! log lines). Rule tampers land just after a sync ended (a rule changed
-//! while a full sync is between its `iptables-save` and its restore is
-//! repaired by that restore unseen, so uncounted). Before any tamper, two
-//! quiet full syncs count nothing.
+//! log lines). Each tamper lands just after a sync ended (one landing while
+//! a sync reads the kernel is repaired a sync later; a rule changed while a
+//! full sync is between its `iptables-save` and its restore is repaired by
+//! that restore unseen, so uncounted). Before any tamper, two quiet full
+//! syncs count nothing.
 //! Throughout, probes through the untouched Services see no failure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,14 +88,12 @@ async fn guest_tamper_repaired_within_one_sync_period_and_counted() {
         } else {
             first.remove(rng.below(first.len() as u64) as usize)
         };
-        // A rule changed between a full sync's iptables-save and its
-        // restore is repaired by that restore without being seen, so not
-        // counted: rule tampers land just after a sync ended. The others
-        // land when the previous round ends (the next full sync sees them
-        // whenever they land).
-        if kind.rules() {
-            next_sync_end(last_sync()).await;
-        }
+        // Each tamper lands just after a sync ended, so the next full sync
+        // sees it whole: one that landed while a sync read the kernel would
+        // be repaired only by the sync after (two full syncs later), and a
+        // rule changed between a sync's iptables-save and its restore is
+        // repaired by that restore unseen, so not counted.
+        next_sync_end(last_sync()).await;
         let before = repairs();
         let (what, expected) = kind.apply(&mut rng, &services);
         let outcome = match wait_counted(&before, &expected).await {
@@ -122,9 +121,9 @@ async fn guest_tamper_repaired_within_one_sync_period_and_counted() {
     let full_syncs = full_sync_times();
     drop(proxy);
 
-    // The full sync that repairs a tamper starts at most one sync period
-    // after it (rule tampers land as a sync ends; the others later): the
-    // bound is the period plus the longest full sync, plus the polling.
+    // A tamper lands as a sync ends; the full sync that repairs it starts
+    // one sync period later: the bound is the period plus the longest full
+    // sync, plus the polling.
     let longest = full_syncs.iter().copied().max().unwrap_or_default();
     let bound = SYNC_PERIOD + longest + POLL_SLACK;
     let mut problems = Vec::new();
@@ -657,14 +656,6 @@ impl Tamper {
         Tamper::FlushChain,
         Tamper::DeleteJump,
     ];
-
-    /// Whether it changes iptables rules.
-    fn rules(self) -> bool {
-        matches!(
-            self,
-            Tamper::DeleteRule | Tamper::FlushChain | Tamper::DeleteJump
-        )
-    }
 
     fn label(self) -> &'static str {
         match self {
