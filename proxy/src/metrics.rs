@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::app::{SyncError, SyncStep};
+use crate::app::{Repairs, SyncError, SyncStep};
 
 /// The proxy's metrics.
 pub struct Metrics {
@@ -38,6 +38,29 @@ pub struct Metrics {
     pub netlink_operations: Counter,
     /// `kubeproxy_sluice_sync_failures_total{step}`: failed sync steps.
     pub sync_failures: Family<StepLabel, Counter>,
+    /// `kubeproxy_sluice_drift_repairs_total{object}`: kernel objects a
+    /// periodic full sync found differing from the plan and fixed.
+    pub drift_repairs: Family<ObjectLabel, Counter>,
+}
+
+/// The label of [`Metrics::drift_repairs`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ObjectLabel {
+    /// `virtual_server`, `real_server`, `address`, `set`, `set_member` or
+    /// `rule`.
+    pub object: &'static str,
+}
+
+/// Which parts of a full sync may count as drift: those the plan did not
+/// change in the same sync (their changes are planned, not repairs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftParts {
+    /// IPVS.
+    pub ipvs: bool,
+    /// kube-ipvs0's addresses.
+    pub addresses: bool,
+    /// ipsets and iptables.
+    pub netfilter: bool,
 }
 
 /// The label of [`Metrics::sync_failures`].
@@ -75,6 +98,7 @@ impl Metrics {
             iptables_restore_failures: Counter::default(),
             netlink_operations: Counter::default(),
             sync_failures: Family::default(),
+            drift_repairs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,6 +156,11 @@ impl Metrics {
             "Sync steps that failed (and are retried), by step",
             m.sync_failures.clone(),
         );
+        registry.register(
+            "kubeproxy_sluice_drift_repairs",
+            "Kernel objects (IPVS, kube-ipvs0 addresses, ipsets, iptables rules) a periodic full sync found changed by someone else and repaired, by object",
+            m.drift_repairs.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -142,6 +171,30 @@ impl Metrics {
             self.sync_failures
                 .get_or_create(&StepLabel { step: e.step() })
                 .inc();
+        }
+    }
+
+    /// Counts what a full sync repaired in the parts the plan left alone.
+    pub fn drift_repaired(&self, r: &Repairs, parts: DriftParts) {
+        let counts = [
+            (parts.ipvs, "virtual_server", r.virtual_servers),
+            (parts.ipvs, "real_server", r.real_servers),
+            (parts.addresses, "address", r.addresses),
+            (parts.netfilter, "set", r.sets),
+            (parts.netfilter, "set_member", r.set_members),
+            (parts.netfilter, "rule", r.rules),
+        ];
+        for (counted, object, n) in counts {
+            if counted && n > 0 {
+                tracing::warn!(
+                    object,
+                    repaired = n,
+                    "kernel state changed behind our back; repaired"
+                );
+                self.drift_repairs
+                    .get_or_create(&ObjectLabel { object })
+                    .inc_by(n);
+            }
         }
     }
 
@@ -164,7 +217,23 @@ mod tests {
         m.service_changes.inc();
         m.sync_duration.observe(0.004);
         m.iptables_restore_failures.inc_by(2);
+        let repairs = Repairs {
+            real_servers: 3,
+            addresses: 5,
+            rules: 1,
+            ..Repairs::default()
+        };
+        let parts = DriftParts {
+            ipvs: true,
+            addresses: false,
+            netfilter: true,
+        };
+        m.drift_repaired(&repairs, parts);
         let text = m.render();
+        assert!(
+            !text.contains("object=\"address\""),
+            "a planned part counted:\n{text}"
+        );
         for name in [
             "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1",
             "kubeproxy_network_programming_duration_seconds_count 0",
@@ -172,6 +241,8 @@ mod tests {
             "kubeproxy_sync_proxy_rules_service_changes_total 1",
             "kubeproxy_sync_proxy_rules_endpoint_changes_total 0",
             "kubeproxy_sync_proxy_rules_iptables_restore_failures_total 2",
+            "kubeproxy_sluice_drift_repairs_total{object=\"real_server\"} 3",
+            "kubeproxy_sluice_drift_repairs_total{object=\"rule\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1680,6 +1680,8 @@ fn second_apply_changes_nothing_dual_stack() {
         (0, 0, 0)
     );
     assert_eq!((report.jumps_inserted, report.jumps_deleted), (0, 0));
+    // What iptables-save reads back counts as no drift.
+    assert_eq!(report.rules_restored, 0);
     // One read of the sets and no ipset restore; per family one save and one
     // restore.
     assert_eq!(
@@ -1816,6 +1818,8 @@ fn drift_is_repaired() {
     let report = nf.sync(&d).unwrap();
     assert_eq!((report.entries_added, report.entries_deleted), (1, 2));
     assert_eq!((report.jumps_inserted, report.jumps_deleted), (1, 1));
+    // The lost KUBE-SERVICES rule and the stray KUBE-IPVS-FILTER one.
+    assert_eq!(report.rules_restored, 2);
     assert_eq!(ns.ipset_save(), sets0);
     // Everything of ours is back; the foreign INPUT rule (a lookalike
     // comment) stays, and nothing is duplicated.

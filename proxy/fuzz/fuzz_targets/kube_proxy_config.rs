@@ -90,6 +90,25 @@ impl Doc {
         }
     }
 
+    /// A YAML number (`.nan`, `.inf`, `-.inf` for what Rust prints
+    /// otherwise).
+    fn float(&mut self, key: &str, v: Option<f32>) {
+        let Some(v) = v else { return };
+        let text = match v {
+            v if v.is_nan() => ".nan".to_owned(),
+            v if v == f32::INFINITY => ".inf".to_owned(),
+            v if v == f32::NEG_INFINITY => "-.inf".to_owned(),
+            v => format!("{v:?}"),
+        };
+        self.line(key, &text);
+    }
+
+    fn int(&mut self, key: &str, v: Option<i32>) {
+        if let Some(v) = v {
+            self.line(key, &v.to_string());
+        }
+    }
+
     fn any<T>(&mut self, key: &str, v: &Option<T>) {
         if v.is_some() {
             self.line(key, "{}");
@@ -157,8 +176,8 @@ fn render(c: &KubeProxyConfiguration) -> String {
         d.str("kubeconfig", &s.kubeconfig);
         d.any("acceptContentTypes", &s.accept_content_types);
         d.any("contentType", &s.content_type);
-        d.any("qps", &s.qps);
-        d.any("burst", &s.burst);
+        d.float("qps", s.qps);
+        d.int("burst", s.burst);
     });
     d.any("bindAddress", &c.bind_address);
     d.any("bindAddressHardFail", &c.bind_address_hard_fail);

@@ -40,6 +40,29 @@ pub struct KernelSync {
     pub netfilter_time: Duration,
     /// Real servers draining afterwards.
     pub draining: usize,
+    /// What a full sync found differing from the plan and fixed, before
+    /// telling drift from planned changes (the caller knows which parts
+    /// the plan changed).
+    pub repairs: Repairs,
+}
+
+/// Kernel objects a full sync added, changed or removed, by kind
+/// (`kubeproxy_sluice_drift_repairs_total{object}` when the plan did not
+/// change that part).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repairs {
+    /// IPVS virtual servers.
+    pub virtual_servers: u64,
+    /// IPVS real servers.
+    pub real_servers: u64,
+    /// Addresses on kube-ipvs0.
+    pub addresses: u64,
+    /// ipsets recreated.
+    pub sets: u64,
+    /// ipset members added or deleted.
+    pub set_members: u64,
+    /// iptables rules of our chains and jumps to them.
+    pub rules: u64,
 }
 
 /// Owns every kernel handle of the proxy.
@@ -154,6 +177,7 @@ impl Engine {
             match self.addrs.bind_missing(&desired.bound_addresses) {
                 Ok(r) => {
                     out.address_changes += r.added;
+                    out.repairs.addresses += r.added as u64;
                     out.errors
                         .extend(r.failed.into_iter().map(SyncError::BindAddresses));
                 }
@@ -175,6 +199,10 @@ impl Engine {
         ) {
             Ok(r) => {
                 out.ipvs_ops += r.ops;
+                if matches!(scope, Scope::Full) {
+                    out.repairs.virtual_servers = r.virtual_servers_changed as u64;
+                    out.repairs.real_servers = r.real_servers_changed as u64;
+                }
                 out.errors.extend(r.failed.into_iter().map(SyncError::Ipvs));
                 self.clear_udp(&r.removed_udp, desired, &mut out);
             }
@@ -192,6 +220,12 @@ impl Engine {
             };
             match result {
                 Ok(r) => {
+                    if matches!(scope, Scope::Full) {
+                        out.repairs.sets = r.sets_created as u64;
+                        out.repairs.set_members = (r.entries_added + r.entries_deleted) as u64;
+                        out.repairs.rules =
+                            (r.jumps_inserted + r.jumps_deleted + r.rules_restored) as u64;
+                    }
                     out.errors
                         .extend(r.rejected.into_iter().map(SyncError::IpsetEntry));
                 }
@@ -209,6 +243,7 @@ impl Engine {
                         self.dummy = None;
                     }
                     out.address_changes += r.removed;
+                    out.repairs.addresses += r.removed as u64;
                     out.errors
                         .extend(r.failed.into_iter().map(SyncError::UnbindAddresses));
                 }

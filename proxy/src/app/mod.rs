@@ -19,7 +19,7 @@ use sluice_kube::events::EventPublisher;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub use engine::{Engine, KernelSync};
+pub use engine::{Engine, KernelSync, Repairs};
 pub use errors::{CleanupError, OpenError, PrepareProblem, RunError, SyncError, SyncStep};
 pub use planning::{Planning, Replanned};
 pub use schedule::{Decision, Inputs, Schedule};
@@ -27,7 +27,7 @@ pub use worker::EngineWorker;
 
 use crate::config::{DetectLocal, ProxyConfig};
 use crate::health::{HealthCheckServers, ProxyHealth, health_handler, metrics_handler, serve};
-use crate::metrics::Metrics;
+use crate::metrics::{DriftParts, Metrics};
 use crate::netfilter::LocalDetector;
 use crate::plan::{self, NodeFacts, PlannerConfig};
 use crate::reconcile::ipvs::Scope;
@@ -402,6 +402,14 @@ impl SyncLoop {
         let hc_errors = self.hc_servers.sync(&hc).await;
         self.metrics.sync_failed(&hc_errors);
         self.metrics.sync_failed(&r.errors);
+        if full_due && !changed.everything {
+            let parts = DriftParts {
+                ipvs: changed.virtual_servers.is_empty(),
+                addresses: !changed.addresses,
+                netfilter: !changed.netfilter && !self.detector_changed,
+            };
+            self.metrics.drift_repaired(&r.repairs, parts);
+        }
         self.record_sync(&r, started);
         // Periods count from the end of a sync.
         self.schedule.synced(full, Instant::now());

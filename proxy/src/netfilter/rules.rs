@@ -564,6 +564,28 @@ pub fn plan_jumps(saved: &Saved) -> JumpPlan {
 }
 
 impl RuleSet {
+    /// How far `saved` is from these rules in our chains: per chain, the
+    /// difference between the rules it holds and the rules we write (a
+    /// missing chain holds none). Counts rather than compares words, as
+    /// `iptables-save` prints some targets differently from how we write
+    /// them (`--or-mark` comes back as `--set-xmark`); a rule edited in
+    /// place is rewritten all the same, just not counted.
+    pub fn drift(&self, saved: &Saved) -> usize {
+        let mut n = 0;
+        for (table, rules) in [(Table::Nat, &self.nat), (Table::Filter, &self.filter)] {
+            let held = saved.table(table);
+            for (t, chain) in OUR_CHAINS {
+                if t != table {
+                    continue;
+                }
+                let want = rules.iter().filter(|r| r.chain == chain).count();
+                let have = held.map_or(0, |h| h.rules_of(chain.name()).count());
+                n += want.abs_diff(have);
+            }
+        }
+        n
+    }
+
     /// The `iptables-restore --noflush` input: per table our chain
     /// declarations (which create or flush just those chains), the jump
     /// fixes, our rules, `COMMIT`.

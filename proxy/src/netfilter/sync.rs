@@ -64,6 +64,9 @@ pub struct SyncReport {
     pub jumps_inserted: usize,
     /// Duplicate jump rules deleted (all families).
     pub jumps_deleted: usize,
+    /// Rules of our chains found missing or extra before the restore
+    /// ([`rules::RuleSet::drift`], all families; full syncs only).
+    pub rules_restored: usize,
 }
 
 /// What `--cleanup` could not do (empty when it did everything).
@@ -189,9 +192,10 @@ impl<R: CommandRunner> Netfilter<R> {
         let mut rules_applied: [Option<rules::RuleSet>; 2] = Default::default();
         for &family in families {
             match self.sync_rules(family, &sets, desired) {
-                Ok((ins, del, rules)) => {
+                Ok((ins, del, drift, rules)) => {
                     report.jumps_inserted += ins;
                     report.jumps_deleted += del;
+                    report.rules_restored += drift;
                     rules_applied[family_index(family)] = Some(rules);
                 }
                 Err(e) => {
@@ -290,12 +294,13 @@ impl<R: CommandRunner> Netfilter<R> {
         family: AddressFamily,
         sets: &crate::plan::IpSets,
         desired: &DesiredState,
-    ) -> Result<(usize, usize, rules::RuleSet), NetfilterError> {
+    ) -> Result<(usize, usize, usize, rules::RuleSet), NetfilterError> {
         let saved = self.read_iptables(family)?;
         let jumps = rules::plan_jumps(&saved);
         let rules = rules::build_rules(&self.config, family, sets, &desired.lb_out_filters);
+        let drift = rules.drift(&saved);
         self.restore(family, &rules.render_restore(&jumps))?;
-        Ok((jumps.insert.len(), jumps.delete.len(), rules))
+        Ok((jumps.insert.len(), jumps.delete.len(), drift, rules))
     }
 
     /// `--cleanup`: for both families remove our jumps from the built-in

@@ -177,6 +177,10 @@ pub fn diff(
 pub struct IpvsReport {
     /// Netlink operations sent (reads excluded).
     pub ops: usize,
+    /// Virtual servers added, changed or removed (successful operations).
+    pub virtual_servers_changed: usize,
+    /// Real servers added, changed or removed (successful operations).
+    pub real_servers_changed: usize,
     /// Operations that failed.
     pub failed: Vec<Error>,
     /// UDP real servers removed (for conntrack cleanup).
@@ -275,6 +279,17 @@ impl IpvsReconciler {
             ..IpvsReport::default()
         };
         for (op, r) in d.ops.iter().zip(results) {
+            if r.is_ok() {
+                match op {
+                    Op::AddService(_) | Op::UpdateService(_) | Op::DeleteService(_) => {
+                        report.virtual_servers_changed += 1
+                    }
+                    Op::AddDestination(..)
+                    | Op::UpdateDestination(..)
+                    | Op::DeleteDestination(..) => report.real_servers_changed += 1,
+                    Op::Flush | Op::Zero(_) => {}
+                }
+            }
             if let Err(e) = r {
                 // Deleting what is already gone is the outcome we wanted.
                 let gone = matches!(op, Op::DeleteDestination(..) | Op::DeleteService(_))

@@ -6,7 +6,12 @@
 //!   Gateway API's echo-basic: `path`, `host`, `method`, `proto`, `headers`
 //!   (name → values), `namespace`, `pod`. Two query parameters shape the
 //!   answer for tests: `echo_status=CODE` answers that status, and
-//!   `echo_delay_ms=N` waits first.
+//!   `echo_delay_ms=N` waits first. Two kinds of request are answered
+//!   otherwise: an `Upgrade: websocket` request gets 101 and the upgraded
+//!   connection then echoes every byte (a tunnel check, not a WebSocket
+//!   server: no `Sec-WebSocket-Accept`, frames come back as sent); a
+//!   gRPC request (`content-type: application/grpc…`) gets its body back
+//!   with trailers `grpc-status: 0` and `grpc-message: POD`.
 //! * `sluice-testpod echo [--tcp PORT]... [--udp PORT]...`: each TCP line
 //!   is answered `POD PEER-IP LINE`, each UDP datagram likewise.
 //!
@@ -19,7 +24,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -84,7 +91,64 @@ async fn http_echo(ports: Vec<u16>) {
     }
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+type Body = BoxBody<Bytes, hyper::Error>;
+
+async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if header(hyper::header::UPGRADE) == "websocket" {
+        return Ok(upgrade_echo(req));
+    }
+    if header(hyper::header::CONTENT_TYPE).starts_with("application/grpc") {
+        return Ok(grpc_echo(req).await);
+    }
+    Ok(json_echo(req)
+        .await
+        .map(|b| b.map_err(|e| match e {}).boxed()))
+}
+
+/// 101, then every byte of the upgraded connection echoed.
+fn upgrade_echo(req: Request<Incoming>) -> Response<Body> {
+    tokio::spawn(async move {
+        if let Ok(up) = hyper::upgrade::on(req).await {
+            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        }
+    });
+    Response::builder()
+        .status(hyper::StatusCode::SWITCHING_PROTOCOLS)
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header("x-sluice-pod", pod())
+        .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+        .expect("a valid response")
+}
+
+/// The request's body back, then gRPC's trailers.
+async fn grpc_echo(req: Request<Incoming>) -> Response<Body> {
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&pod()) {
+        trailers.insert("grpc-message", v);
+    }
+    let frames = futures::stream::iter([Ok(Frame::data(body)), Ok(Frame::trailers(trailers))]);
+    Response::builder()
+        .header(hyper::header::CONTENT_TYPE, "application/grpc")
+        .header("x-sluice-pod", pod())
+        .body(StreamBody::new(frames).boxed())
+        .expect("a valid response")
+}
+
+async fn json_echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let query: BTreeMap<String, String> = req
         .uri()
         .query()
@@ -129,13 +193,12 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         "service": "",
         "pod": pod(),
     });
-    let resp = Response::builder()
+    Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("x-sluice-pod", pod())
         .body(Full::new(Bytes::from(format!("{body}\n"))))
-        .expect("a valid response");
-    Ok(resp)
+        .expect("a valid response")
 }
 
 /// `x-forwarded-for` → `X-Forwarded-For`, as Go's net/http shows names.
