@@ -161,8 +161,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ..FakeApiConfig::default()
     }));
     let kubeconfig = "/tmp/sluice-bench-kubeconfig";
-    api.write_kubeconfig(std::path::Path::new(kubeconfig))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            api.url()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     let t = Instant::now();
     api.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "bench-node"}}));
     for i in 0..services {

@@ -62,8 +62,7 @@ async fn guest_fault_kill_sigkill_in_first_and_incremental_syncs() {
     sluice_tests::vm::assert_in_vm();
     let api = FakeApiServer::start().await;
     let kubeconfig = PathBuf::from("/tmp/fault-kill-kubeconfig.yaml");
-    api.write_kubeconfig(&kubeconfig)
-        .expect("write the kubeconfig");
+    write_kubeconfig(&kubeconfig, &api.url());
     let report = kill_scenario(&kubeconfig, seed()).await;
     report.check();
 }
@@ -249,6 +248,18 @@ struct Cluster {
     services: Api<Service>,
     slices: Api<EndpointSlice>,
     nodes: Api<Node>,
+}
+
+fn write_kubeconfig(path: &Path, server: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+             current-context: c\n"
+        ),
+    )
+    .expect("write the kubeconfig");
 }
 
 impl Cluster {

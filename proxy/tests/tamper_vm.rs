@@ -56,8 +56,7 @@ async fn guest_tamper_repaired_within_one_sync_period_and_counted() {
     println!("tamper: seed {seed} (SLUICE_TAMPER_SEED replays it)");
     let api = FakeApiServer::start().await;
     let kubeconfig = Path::new("/tmp/tamper-kubeconfig.yaml");
-    api.write_kubeconfig(kubeconfig)
-        .expect("write the kubeconfig");
+    write_kubeconfig(kubeconfig, &api.url());
     for (n, name) in PODS {
         pod(n);
         echo_server(name, 8080, name);
@@ -281,6 +280,18 @@ fn services() -> Vec<Svc> {
 
 fn bulk(services: &[Svc]) -> Vec<&Svc> {
     services.iter().filter(|s| !s.stable()).collect()
+}
+
+fn write_kubeconfig(path: &Path, server: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+             current-context: c\n"
+        ),
+    )
+    .expect("write the kubeconfig");
 }
 
 async fn apply<K>(api: &Api<K>, name: &str, obj: &Value)

@@ -108,21 +108,6 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
-    /// Writes a kubeconfig for this server to `path`, for a binary under
-    /// test that reads `--kubeconfig` (no credentials: the fake API server
-    /// takes every request).
-    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
-        std::fs::write(
-            path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n\
-                 users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
-                 current-context: c\n",
-                self.url()
-            ),
-        )
-    }
-
     /// A kube client configuration pointing at this server (default
     /// namespace `default`), for tests that want to adjust timeouts.
     pub fn kube_config(&self) -> kube::Config {
